@@ -1,0 +1,3 @@
+from after.cli.main import main
+
+raise SystemExit(main())
