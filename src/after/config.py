@@ -60,7 +60,9 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise BadInputError(f"{where}: unknown keys {unknown} for {cls.__name__}; expected some of {sorted(names)}")
+        raise BadInputError(
+            f"{where}: unknown keys {unknown} for {cls.__name__}; expected some of {sorted(names)}"
+        )
     values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
     return cls(**values)
 

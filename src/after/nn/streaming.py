@@ -20,7 +20,6 @@ Usage::
             out = model(block)
 """
 
-
 import contextlib
 from collections.abc import Iterator
 
