@@ -1,0 +1,133 @@
+"""Spectral features for evaluation: STFT power, mel spectrogram, dB and MFCC, in numpy.
+
+No librosa: the STFT is framed with numpy, the mel filter bank is the Slaney-style one (mel scale
+linear below 1 kHz and logarithmic above; each triangle normalised to unit area), MFCCs are the
+orthonormal DCT-II of the mel spectrogram in dB. Audio is mono float ``[T]`` (a ``[1, T]`` array
+is accepted); spectrograms are ``[bins, frames]``; frequencies in Hz, levels in dB.
+
+Frames are centred: frame ``k`` is centred on sample ``k * hop`` of the signal, which is
+reflect-padded by ``n_fft // 2`` on both sides (zero-padded when it is too short to reflect).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.fft
+
+from after.data.audio import resample
+from after.errors import BadInputError
+
+EVAL_SAMPLE_RATE = 16_000
+"""Rate (Hz) at which every spectral metric is computed."""
+
+TOP_DB = 80.0
+"""Dynamic range kept by :func:`power_to_db`: levels more than this below the peak are raised to it."""
+
+_AMIN = 1e-10  # power floor before the log
+
+
+def as_mono(audio: np.ndarray) -> np.ndarray:
+    """Return float64 mono ``[T]`` from ``[T]`` or ``[C, T]`` audio (channels averaged)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0)  # [C, T] -> [T]
+    if audio.ndim != 1:
+        raise BadInputError(f"audio of shape {audio.shape}: expected [T] or [C, T]")
+    if audio.size == 0:
+        raise BadInputError("audio is empty: expected at least one sample")
+    if not np.isfinite(audio).all():
+        raise BadInputError("audio contains NaN or infinite samples")
+    return audio
+
+
+def to_eval_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float64 ``[T']`` at :data:`EVAL_SAMPLE_RATE` (soxr HQ resampling)."""
+    mono = as_mono(audio)
+    return np.asarray(resample(mono, int(sample_rate), EVAL_SAMPLE_RATE), dtype=np.float64)
+
+
+def rms_normalise(audio: np.ndarray, target_rms: float = 0.1) -> np.ndarray:
+    """Scale ``[T]`` audio to RMS ``target_rms``; silence is returned unchanged."""
+    rms = float(np.sqrt(np.mean(np.square(audio))))
+    return audio if rms <= 0.0 else audio * (target_rms / rms)
+
+
+def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Centred Hann-window STFT power ``|X|^2`` of mono ``[T]`` audio: ``[n_fft // 2 + 1, frames]``.
+
+    ``frames = 1 + T // hop``.
+    """
+    audio = as_mono(audio)
+    pad = n_fft // 2
+    mode = "reflect" if audio.size > pad else "constant"
+    padded = np.pad(audio, pad, mode=mode)
+    n_frames = 1 + audio.size // hop
+    needed = (n_frames - 1) * hop + n_fft
+    if padded.size < needed:
+        padded = np.pad(padded, (0, needed - padded.size))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]  # [frames, n_fft]
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    spectrum = scipy.fft.rfft(frames * window, axis=1)  # [frames, bins]
+    return (np.abs(spectrum) ** 2).T  # [frames, bins] -> [bins, frames]
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3.0)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * (200.0 / 3.0)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney-style triangular mel filters from 0 Hz to Nyquist: ``[n_mels, n_fft // 2 + 1]``."""
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
+    widths = np.diff(edges_hz)  # [n_mels + 1]
+    slopes = edges_hz[:, None] - fft_hz[None, :]  # [n_mels + 2, bins]
+    rising = -slopes[:-2] / widths[:-1, None]
+    falling = slopes[2:] / widths[1:, None]
+    bank = np.maximum(0.0, np.minimum(rising, falling))  # [n_mels, bins]
+    bank *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # unit area per triangle
+    bank.setflags(write=False)
+    return bank
+
+
+def mel_spectrogram(
+    audio: np.ndarray, sample_rate: int, n_fft: int = 2048, hop: int = 512, n_mels: int = 128
+) -> np.ndarray:
+    """Mel power spectrogram of mono ``[T]`` audio already at ``sample_rate``: ``[n_mels, frames]``."""
+    return mel_filterbank(int(sample_rate), n_fft, n_mels) @ power_spectrogram(audio, n_fft, hop)
+
+
+def power_to_db(power: np.ndarray, top_db: float | None = TOP_DB) -> np.ndarray:
+    """``10 log10(max(power, 1e-10))``, then floored at ``max - top_db`` (no floor if None)."""
+    db = 10.0 * np.log10(np.maximum(power, _AMIN))
+    if top_db is not None and db.size:
+        db = np.maximum(db, db.max() - top_db)
+    return db
+
+
+def mfcc(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_mfcc: int = 13,
+    n_fft: int = 2048,
+    hop: int = 500,
+    n_mels: int = 128,
+) -> np.ndarray:
+    """MFCCs ``[n_mfcc, frames]`` of mono ``[T]`` audio at ``sample_rate`` (c0 included, row 0).
+
+    Orthonormal DCT-II over the mel axis of the mel power spectrogram in dB (80 dB range).
+    """
+    log_mel = power_to_db(mel_spectrogram(audio, sample_rate, n_fft, hop, n_mels))
+    return scipy.fft.dct(log_mel, type=2, axis=0, norm="ortho")[:n_mfcc]
