@@ -27,10 +27,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from after.data.gm import family_of
+    from after.data.transcription import transcribe
     from after.eval import report
     from after.eval.metrics import lsd, mfcc_distance
     from after.eval.timbre_id import TimbreIdClassifier
-    from after.eval.transcription import transcribe
     from after.eval.triplets import (
         build_triplets,
         heldout_sources,

@@ -35,7 +35,15 @@ fi
 stamp=.venv/.after-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing after and its dependencies"
-    "${PIP[@]}" install -e ".[dev,live]"
+    "${PIP[@]}" install -e ".[dev,live,transcribe]"
     touch "$stamp"
+fi
+# Note transcription for `after eval` and `after prepare --midi transcribe` (basic-pitch's ONNX model run
+# by onnxruntime). basic-pitch
+# declares tensorflow, so it goes in without its declared dependencies; we never import its Python code
+# (which needs librosa), only its model file.
+if ! .venv/bin/python -c "import basic_pitch" >/dev/null 2>&1; then
+    echo "setup: installing basic-pitch's transcription model (--no-deps)"
+    "${PIP[@]}" install --no-deps "basic-pitch==0.4.0"
 fi
 echo "setup: ready ($(.venv/bin/after --version))"

@@ -11,7 +11,8 @@ from eval_renders import melody
 from after.data.gm import family_of
 from after.data.synth import split_of
 from after.errors import BadInputError, DatasetError
-from after.eval import report, transcription
+from after.data import transcription
+from after.eval import report
 from after.eval.metrics import lsd
 from after.eval.timbre_id import TimbreIdClassifier
 from after.eval.triplets import (

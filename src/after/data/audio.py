@@ -248,3 +248,17 @@ def rms_db(audio: np.ndarray) -> float:
 def is_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
     """True if the RMS level of ``audio`` (any shape) is below ``threshold_db`` dBFS (see :func:`rms_db`)."""
     return rms_db(audio) < threshold_db
+
+
+def as_mono(audio: np.ndarray) -> np.ndarray:
+    """Return float64 mono ``[T]`` from ``[T]`` or ``[C, T]`` audio (channels averaged)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0)  # [C, T] -> [T]
+    if audio.ndim != 1:
+        raise BadInputError(f"audio of shape {audio.shape}: expected [T] or [C, T]")
+    if audio.size == 0:
+        raise BadInputError("audio is empty: expected at least one sample")
+    if not np.isfinite(audio).all():
+        raise BadInputError("audio contains NaN or infinite samples")
+    return audio

@@ -16,8 +16,7 @@ import functools
 import numpy as np
 import scipy.fft
 
-from after.data.audio import resample
-from after.errors import BadInputError
+from after.data.audio import as_mono, resample
 
 EVAL_SAMPLE_RATE = 16_000
 """Rate (Hz) at which every spectral metric is computed."""
@@ -26,20 +25,6 @@ TOP_DB = 80.0
 """Dynamic range kept by :func:`power_to_db`: levels more than this below the peak are raised to it."""
 
 _AMIN = 1e-10  # power floor before the log
-
-
-def as_mono(audio: np.ndarray) -> np.ndarray:
-    """Return float64 mono ``[T]`` from ``[T]`` or ``[C, T]`` audio (channels averaged)."""
-    audio = np.asarray(audio, dtype=np.float64)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=0)  # [C, T] -> [T]
-    if audio.ndim != 1:
-        raise BadInputError(f"audio of shape {audio.shape}: expected [T] or [C, T]")
-    if audio.size == 0:
-        raise BadInputError("audio is empty: expected at least one sample")
-    if not np.isfinite(audio).all():
-        raise BadInputError("audio contains NaN or infinite samples")
-    return audio
 
 
 def to_eval_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -113,7 +113,7 @@ def _require_mir_eval():
     try:
         import mir_eval
     except ImportError as error:
-        from after.eval.transcription import INSTALL_HINT
+        from after.data.transcription import INSTALL_HINT
 
         raise AfterError(
             f"note metrics need the optional package mir_eval ({error}); {INSTALL_HINT}"
@@ -180,8 +180,7 @@ def essentia_available() -> bool:
 def _frame_pitch_sets(audio: np.ndarray, sample_rate: int) -> list[set[int]]:
     import essentia.standard as es
 
-    from after.data.audio import resample
-    from after.eval.features import as_mono
+    from after.data.audio import as_mono, resample
 
     signal = np.asarray(resample(as_mono(audio), int(sample_rate), 8000), dtype=np.float32)
     signal = es.EqualLoudness(sampleRate=8000)(signal)

@@ -69,7 +69,7 @@ def score_output(
         "mfcc_distance": mfcc_distance(output, rendered.target, rate),
     }
     if transcribe:
-        from after.eval.transcription import transcribe as transcribe_audio
+        from after.data.transcription import transcribe as transcribe_audio
 
         heard = transcribe_audio(output, rate)
         row["note_f1"] = note_f1(heard, triplet.content_notes)["f1"]

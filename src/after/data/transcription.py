@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from after.data.audio import resample
+from after.data.audio import as_mono, load_audio, resample
 from after.data.midi import Note
 from after.errors import AfterError
-from after.eval.features import as_mono
 
 logger = logging.getLogger(__name__)
 
@@ -177,3 +176,19 @@ def transcribe(audio: np.ndarray, sample_rate: int, program: int = 0, **decode_o
     notes = decode_notes(note_probs, onset_probs, program=program, **decode_options)
     logger.debug("transcribed %d notes from %.2f s of audio", len(notes), note_probs.shape[0] / FRAME_RATE)
     return notes
+
+
+def transcribe_file(path: str | Path, program: int = 0) -> list[Note]:
+    """Notes heard in an audio file (times in seconds from its start), all given ``program``.
+
+    Raises AudioFileError if the file cannot be read and TranscriptionUnavailableError (with the
+    install command) when the optional extra is missing.
+    """
+    audio, sample_rate = load_audio(path, mono=True)
+    return transcribe(audio, sample_rate, program=program)
+
+
+def require_transcription() -> None:
+    """Raise TranscriptionUnavailableError, with the install command, unless :func:`transcribe` can run."""
+    model_path()
+    _session()
