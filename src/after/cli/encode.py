@@ -1,0 +1,42 @@
+"""``after encode``: add codec latents to every chunk of a dataset (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="dataset folder made by `after prepare`")
+    parser.add_argument(
+        "--codec", required=True, help="codec run folder, checkpoint or TorchScript file (.ts)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks encoded per batch")
+    parser.add_argument(
+        "--dtype", default="float16", choices=["float16", "float32"], help="stored latent type"
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, default=None, help="rate of a TorchScript codec that does not state it"
+    )
+    parser.add_argument("--no-resample", action="store_true", help="refuse a dataset at another sample rate")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from after.codec.load import load_codec
+    from after.data.encode import encode_dataset
+
+    codec = load_codec(args.codec, sample_rate=args.sample_rate)
+    count = encode_dataset(
+        args.data,
+        codec,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        resample=not args.no_resample,
+        progress=not args.no_progress,
+    )
+    logging.getLogger("after").info(
+        "%d chunk(s) encoded; latents stored as latents/%s", count, codec.codec_id
+    )
+    return 0

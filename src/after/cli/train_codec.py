@@ -1,0 +1,59 @@
+"""``after train-codec``: train the streaming audio codec on a dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder made by `after prepare`")
+    parser.add_argument("--preset", default="tiny", help="codec and training preset: base, small, tiny")
+    parser.add_argument("--out", required=True, help="run folder (config, checkpoints, TensorBoard logs)")
+    parser.add_argument("--max-steps", type=int, default=100_000, help="stop after this many training steps")
+    parser.add_argument("--batch-size", type=int, default=None, help="examples per step and device")
+    parser.add_argument("--devices", default="1", help="devices per node (a number, or 'auto')")
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--strategy", default="auto", help="'auto', or 'ddp' for several devices/nodes")
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines taking part (DDP)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"
+    )
+    parser.add_argument("--val-every", type=int, default=2_000, help="validate (and log audio) every N steps")
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="refuse a dataset at another sample rate instead of resampling it on the fly",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from after.codec.config import codec_preset
+    from after.config import to_dict
+    from after.train.codec_module import codec_run_config, codec_training_preset, training_config_with
+    from after.train.run import TrainerOptions, train_strategy
+
+    training = codec_training_preset(args.preset)
+    if args.batch_size is not None:
+        training = training_config_with(training, batch_size=args.batch_size)
+    data = {"path": str(Path(args.data).resolve()), "resample": not args.no_resample}
+    config = codec_run_config(args.preset, to_dict(codec_preset(args.preset)), training, data)
+    options = TrainerOptions(
+        max_steps=args.max_steps,
+        checkpoint_every=args.checkpoint_every,
+        val_every=args.val_every,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices,
+        accelerator=args.accelerator,
+        strategy=train_strategy(args.strategy),
+        num_nodes=args.num_nodes,
+        progress_bar=not args.no_progress,
+    )
+    from after.train.codec_module import train_codec
+
+    interrupted = train_codec(args.out, config, options, resume=args.resume)
+    return 130 if interrupted else 0

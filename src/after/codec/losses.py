@@ -1,0 +1,150 @@
+"""Codec training losses: multi-resolution STFT distance, latent regulariser, adversarial terms.
+
+Every loss takes and returns tensors; none keeps state. Shapes use B batch, C channels (1 for the
+codec), T samples. Logits and feature lists come from :mod:`after.codec.discriminator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _a_weighting_raw(f2: torch.Tensor) -> torch.Tensor:
+    """Unnormalised analog A-weighting gain from squared frequencies ``f2`` (Hz^2)."""
+    numerator = (12194.0**2) * f2**2
+    denominator = (f2 + 20.6**2) * torch.sqrt((f2 + 107.7**2) * (f2 + 737.9**2)) * (f2 + 12194.0**2)
+    return numerator / denominator
+
+
+def a_weighting_gain(frequencies_hz: torch.Tensor) -> torch.Tensor:
+    """Linear gain of the analog A-weighting curve, normalised to 1 at 1 kHz.
+
+    ``frequencies_hz`` is any tensor of frequencies in Hz; the result has the same shape.
+    """
+    reference = _a_weighting_raw(torch.tensor(1000.0, dtype=torch.float64) ** 2)
+    return (_a_weighting_raw(frequencies_hz.double() ** 2) / reference).float()
+
+
+def a_weighting_fir(sample_rate: int, num_taps: int = 101) -> torch.Tensor:
+    """Linear-phase FIR [num_taps] whose magnitude follows the A-weighting curve up to Nyquist.
+
+    Designed by frequency sampling (``scipy.signal.firwin2``) on a grid of 512 points.
+    """
+    from scipy.signal import firwin2
+
+    if num_taps % 2 == 0:
+        raise ValueError(f"num_taps must be odd for a linear-phase filter, got {num_taps}")
+    grid = torch.linspace(0.0, sample_rate / 2, 512, dtype=torch.float64)
+    gains = a_weighting_gain(grid).double()
+    taps = firwin2(num_taps, grid.numpy(), gains.numpy(), fs=sample_rate)
+    return torch.as_tensor(taps, dtype=torch.float32)
+
+
+def stft_magnitude(audio: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Magnitude STFT of ``audio`` [B,C,T] -> [B*C, n_fft//2+1, frames], floored at 1e-4 (sqrt of 1e-8)."""
+    flat = audio.reshape(-1, audio.shape[-1])  # [B*C, T]
+    spec = torch.stft(
+        flat, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True, return_complex=True
+    )
+    return torch.sqrt((spec.real**2 + spec.imag**2).clamp(min=1e-8))
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Mean over FFT sizes of spectral convergence + L1 distance of log magnitudes.
+
+    For each size N (Hann window of N, hop N/4): ``||Y| - |X||_F / ||Y|_F`` plus
+    ``mean |log|X| - log|Y||`` where X is the prediction and Y the target. With ``perceptual=True``
+    both signals first go through an A-weighting FIR, so errors weigh as they are heard.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128, 64, 32),
+        perceptual: bool = False,
+        sample_rate: int = 44100,
+    ) -> None:
+        super().__init__()
+        self.fft_sizes = tuple(int(n) for n in fft_sizes)
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+        self.perceptual = perceptual
+        if perceptual:
+            self.register_buffer("weighting", a_weighting_fir(sample_rate).view(1, 1, -1), persistent=False)
+
+    def prefilter(self, audio: torch.Tensor) -> torch.Tensor:
+        """Apply the perceptual FIR (same length, zero-phase alignment) to ``audio`` [B,C,T]."""
+        if not self.perceptual:
+            return audio
+        taps = self.weighting.shape[-1]
+        flat = audio.reshape(-1, 1, audio.shape[-1])  # [B*C, 1, T]
+        filtered = F.conv1d(F.pad(flat, (taps // 2, taps // 2)), self.weighting)
+        return filtered.reshape(audio.shape)  # [B, C, T]
+
+    def per_resolution(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Loss for each FFT size, keyed by size."""
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+        prediction = self.prefilter(prediction)
+        target = self.prefilter(target)
+        losses: dict[int, torch.Tensor] = {}
+        for n in self.fft_sizes:
+            window = getattr(self, f"window_{n}")
+            x = stft_magnitude(prediction, n, n // 4, window)
+            y = stft_magnitude(target, n, n // 4, window)
+            convergence = torch.linalg.norm(y - x, dim=(-2, -1)) / torch.linalg.norm(y, dim=(-2, -1))
+            log_distance = (x.log() - y.log()).abs().mean()
+            losses[n] = convergence.mean() + log_distance
+        return losses
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss between ``prediction`` and ``target`` [B,C,T]."""
+        values = list(self.per_resolution(prediction, target).values())
+        return torch.stack(values).mean()
+
+
+def latent_regularizer(z: torch.Tensor, bound: float = 3.0) -> torch.Tensor:
+    """Soft box constraint on latents ``z`` [B,D,L]: ``mean(ELU(|z| - bound)) + 1`` (>= 0, ~0 inside)."""
+    return F.elu(z.abs() - bound).mean() + 1.0
+
+
+def regularizer_weight(step: int, weight: float, warmup_steps: int) -> float:
+    """Weight of the latent regulariser at ``step``: rises linearly from 0 to ``weight`` over warm-up."""
+    if warmup_steps <= 0:
+        return weight
+    return weight * min(step / warmup_steps, 1.0)
+
+
+def hinge_discriminator_loss(
+    real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """``mean(relu(1 - D(x))) + mean(relu(1 + D(y)))`` averaged over discriminator scales."""
+    terms = [
+        F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits, strict=True)
+    ]
+    return torch.stack(terms).mean()
+
+
+def hinge_generator_loss(fake_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Adversarial loss of the generator ``-mean(D(y))`` averaged over scales."""
+    return torch.stack([-f.mean() for f in fake_logits]).mean()
+
+
+def feature_matching_loss(
+    real_features: Sequence[Sequence[torch.Tensor]], fake_features: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
+    """Relative L1 distance of discriminator features: per layer ``mean|f_x - f_y| / mean|f_x|``.
+
+    Averaged over the layers of a scale, then over scales. Real features are treated as constants.
+    """
+    per_scale = []
+    for real_layers, fake_layers in zip(real_features, fake_features, strict=True):
+        layer_terms = []
+        for real, fake in zip(real_layers, fake_layers, strict=True):
+            real = real.detach()
+            layer_terms.append((real - fake).abs().mean() / (real.abs().mean() + 1e-8))
+        per_scale.append(torch.stack(layer_terms).mean())
+    return torch.stack(per_scale).mean()

@@ -1,0 +1,281 @@
+"""Lightning module that trains the codec: reconstruction first, then adversarial fine-tuning.
+
+Schedule (``global_step`` counts batches; each batch makes exactly one optimiser step):
+
+* before ``adversarial_start``: generator steps only, loss = multi-resolution STFT distance
+  + ``regularizer_weight(step)`` * latent regulariser;
+* from ``adversarial_start`` on: one batch in ``discriminator_every`` updates the discriminator
+  (hinge loss on real audio vs reconstructions made without gradient); the other batches update the
+  codec with the reconstruction and regulariser terms plus feature matching and the hinge
+  generator loss. Unlike the original, the reconstruction weight does not decay to zero.
+
+Two AdamW optimisers (codec, discriminator) under Lightning manual optimisation; gradients are
+clipped by norm. The codec is any module with ``encode(audio [B,1,T]) -> z [B,D,L]`` and
+``decode(z) -> audio [B,1,T']`` (and optionally ``latency`` in samples: the reconstruction is
+compared with the input delayed by that much).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from after.codec.discriminator import MultiScaleSTFTDiscriminator
+from after.codec.losses import (
+    MultiResolutionSTFTLoss,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    latent_regularizer,
+    regularizer_weight,
+)
+from after.errors import BadInputError
+from after.train.run import TrainerOptions, build_trainer, fit, prepare_run
+
+
+@dataclass(frozen=True)
+class CodecTrainingConfig:
+    """How the codec is trained (the model itself is described by ``CodecConfig``)."""
+
+    batch_size: int = 6
+    crop_samples: int = 131_072
+    learning_rate: float = 1e-4
+    generator_betas: tuple[float, float] = (0.9, 0.999)
+    discriminator_betas: tuple[float, float] = (0.8, 0.9)
+    weight_decay: float = 0.01
+    grad_clip: float = 2.0
+    stft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
+    perceptual_weighting: bool = True
+    regularizer_weight: float = 0.1
+    regularizer_warmup: int = 100_000
+    latent_bound: float = 3.0
+    adversarial_start: int = 200_000
+    discriminator_every: int = 4
+    feature_matching_weight: float = 20.0
+    adversarial_weight: float = 1.0
+    discriminator_channels: int = 32
+    discriminator_fft_sizes: tuple[int, ...] = (206, 334, 542, 876, 1418, 2296)
+    random_gain_db: float = 20.0
+    val_examples: int = 2
+
+
+TRAINING_PRESETS: dict[str, CodecTrainingConfig] = {
+    "base": CodecTrainingConfig(),
+    "small": CodecTrainingConfig(batch_size=8, crop_samples=65_536, adversarial_start=100_000),
+    "tiny": CodecTrainingConfig(
+        batch_size=4,
+        crop_samples=16_384,
+        learning_rate=1e-3,
+        stft_sizes=(1024, 512, 256, 128, 64),
+        perceptual_weighting=False,
+        regularizer_warmup=1_000,
+        adversarial_start=2_000,
+        discriminator_channels=8,
+        discriminator_fft_sizes=(206, 542, 1418),
+        random_gain_db=0.0,
+    ),
+}
+
+
+def codec_training_preset(name: str) -> CodecTrainingConfig:
+    """Training config of a named preset (base, small, tiny); unknown names are refused."""
+    if name not in TRAINING_PRESETS:
+        raise BadInputError(
+            f"unknown codec training preset {name!r}; expected one of {sorted(TRAINING_PRESETS)}"
+        )
+    return TRAINING_PRESETS[name]
+
+
+def align_to_input(
+    reconstruction: torch.Tensor, audio: torch.Tensor, delay: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair output sample t + delay with input sample t; both [B,1,T] -> [B,1,T - delay] (common length)."""
+    length = min(reconstruction.shape[-1] - delay, audio.shape[-1])
+    if length <= 0:
+        raise ValueError(f"crop of {audio.shape[-1]} samples is too short for a codec delay of {delay}")
+    return reconstruction[..., delay : delay + length], audio[..., :length]
+
+
+class CodecModule(L.LightningModule):
+    """Trains ``codec`` with :class:`CodecTrainingConfig`; checkpoints hold ``codec.*`` and
+    ``discriminator.*`` weights."""
+
+    def __init__(self, codec: nn.Module, training: CodecTrainingConfig, sample_rate: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.codec = codec
+        self.training_config = training
+        self.sample_rate = int(sample_rate)
+        self.delay = int(getattr(codec, "latency", 0) or 0)
+        self.discriminator = MultiScaleSTFTDiscriminator(
+            training.discriminator_fft_sizes, channels=training.discriminator_channels
+        )
+        self.reconstruction_loss = MultiResolutionSTFTLoss(
+            training.stft_sizes, perceptual=training.perceptual_weighting, sample_rate=sample_rate
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def reconstruct(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B,1,T] -> (latents z [B,D,L], reconstruction [B,1,T'])."""
+        z = self.codec.encode(audio)
+        return z, self.codec.decode(z)
+
+    def _augment(self, audio: torch.Tensor) -> torch.Tensor:
+        """Random gain per example, uniform in [-random_gain_db, 0] dB."""
+        range_db = self.training_config.random_gain_db
+        if range_db <= 0:
+            return audio
+        gain_db = -range_db * torch.rand(audio.shape[0], 1, 1, device=audio.device)
+        return audio * 10 ** (gain_db / 20)
+
+    def is_discriminator_step(self, step: int) -> bool:
+        """Whether batch ``step`` updates the discriminator (else the codec)."""
+        cfg = self.training_config
+        return step >= cfg.adversarial_start and (step - cfg.adversarial_start) % cfg.discriminator_every == 0
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        cfg = self.training_config
+        generator = torch.optim.AdamW(
+            self.codec.parameters(),
+            cfg.learning_rate,
+            betas=cfg.generator_betas,
+            weight_decay=cfg.weight_decay,
+        )
+        discriminator = torch.optim.AdamW(
+            self.discriminator.parameters(),
+            cfg.learning_rate,
+            betas=cfg.discriminator_betas,
+            weight_decay=cfg.weight_decay,
+        )
+        return [generator, discriminator]
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        cfg = self.training_config
+        audio = self._augment(batch)  # [B, 1, T]
+        generator_opt, discriminator_opt = self.optimizers()
+        step = self.global_step
+
+        if self.is_discriminator_step(step):
+            with torch.no_grad():
+                _, fake = self.reconstruct(audio)
+            fake, real = align_to_input(fake, audio, self.delay)
+            real_logits, _ = self.discriminator(real)
+            fake_logits, _ = self.discriminator(fake)
+            loss = hinge_discriminator_loss(real_logits, fake_logits)
+            discriminator_opt.zero_grad()
+            self.manual_backward(loss)
+            self.clip_gradients(
+                discriminator_opt, gradient_clip_val=cfg.grad_clip, gradient_clip_algorithm="norm"
+            )
+            discriminator_opt.step()
+            self.log("train/discriminator", loss, prog_bar=True)
+            return loss.detach()
+
+        encode_with_regulariser = getattr(self.codec, "encode_with_regulariser", None)
+        if encode_with_regulariser is not None:  # the codec knows its own pre-bottleneck regulariser
+            z, regularizer = encode_with_regulariser(audio)
+        else:
+            z = self.codec.encode(audio)
+            regularizer = latent_regularizer(z, cfg.latent_bound)
+        reconstruction = self.codec.decode(z)
+        fake, real = align_to_input(reconstruction, audio, self.delay)
+        stft = self.reconstruction_loss(fake, real)
+        weight = regularizer_weight(step, cfg.regularizer_weight, cfg.regularizer_warmup)
+        loss = stft + weight * regularizer
+        if step >= cfg.adversarial_start:
+            real_logits, real_features = self.discriminator(real)
+            fake_logits, fake_features = self.discriminator(fake)
+            matching = feature_matching_loss(real_features, fake_features)
+            adversarial = hinge_generator_loss(fake_logits)
+            loss = loss + cfg.feature_matching_weight * matching + cfg.adversarial_weight * adversarial
+            self.log("train/feature_matching", matching)
+            self.log("train/adversarial", adversarial)
+        generator_opt.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(generator_opt, gradient_clip_val=cfg.grad_clip, gradient_clip_algorithm="norm")
+        generator_opt.step()
+        self.log("train/stft", stft, prog_bar=True)
+        self.log("train/regularizer", regularizer)
+        self.log("train/loss", loss)
+        return loss.detach()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        _, reconstruction = self.reconstruct(batch)
+        fake, real = align_to_input(reconstruction, batch, self.delay)
+        stft = self.reconstruction_loss(fake, real)
+        self.log("val/stft", stft, prog_bar=True, sync_dist=True)
+        if batch_idx == 0:
+            self._log_audio(real, fake)
+        return stft
+
+    def _log_audio(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """Write the first examples (input and reconstruction) to TensorBoard."""
+        if self.global_rank != 0 or self.logger is None or not hasattr(self.logger.experiment, "add_audio"):
+            return
+        for i in range(min(self.training_config.val_examples, real.shape[0])):
+            for tag, signal in (("input", real[i]), ("reconstruction", fake[i])):
+                self.logger.experiment.add_audio(
+                    f"audio/{i}/{tag}",
+                    signal.detach().float().cpu().clamp(-1, 1),
+                    self.global_step,
+                    self.sample_rate,
+                )
+
+
+def training_config_with(training: CodecTrainingConfig, **changes: object) -> CodecTrainingConfig:
+    """Copy of ``training`` with some fields changed (CLI overrides such as the batch size)."""
+    return dataclasses.replace(training, **changes)
+
+
+def codec_run_config(preset: str, codec: dict, training: CodecTrainingConfig, data: dict) -> dict:
+    """The JSON-ready config of a codec run (saved as ``config.json`` and in every checkpoint)."""
+    from after.config import to_dict
+
+    return {"kind": "codec", "preset": preset, "codec": codec, "training": to_dict(training), "data": data}
+
+
+def train_codec(
+    out: str | Path,
+    run_config: dict,
+    options: TrainerOptions,
+    resume: bool = False,
+    datasets: tuple[Dataset, Dataset | None] | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> bool:
+    """Train (or resume) the codec described by ``run_config`` into the run folder ``out``.
+
+    ``datasets`` (train, val) replaces the dataset folder named in ``run_config["data"]["path"]``
+    (tests, synthetic smoke runs); ``callbacks`` are added to the trainer. On resume, the config
+    saved in the run folder is used, except
+    for the batch size, which ``run_config`` may change. Returns True when training was interrupted
+    (SIGINT/SIGTERM) after writing a checkpoint.
+    """
+    from after.codec.load import codec_from_run_config
+    from after.config import from_dict
+    from after.train.audio_data import AudioDataModule, dataset_crops
+
+    run, config, checkpoint = prepare_run(out, run_config, resume)
+    training = from_dict(CodecTrainingConfig, config["training"], where=f"{run.config_path}: training")
+    training = dataclasses.replace(training, batch_size=run_config["training"]["batch_size"])
+    codec = codec_from_run_config(config, where=str(run.config_path))
+    if datasets is None:
+        data = config["data"]
+        crops = dict(
+            samples=training.crop_samples, sample_rate=codec.sample_rate, resample=data.get("resample", True)
+        )
+        datasets = (
+            dataset_crops(data["path"], split="train", **crops),
+            dataset_crops(data["path"], split="val", **crops),
+        )
+    datamodule = AudioDataModule(datasets[0], datasets[1], batch_size=training.batch_size)
+    module = CodecModule(codec, training, codec.sample_rate)
+    trainer, checkpoints = build_trainer(run, config, options, callbacks)
+    fit(trainer, module, datamodule, checkpoint, seed=options.seed)
+    return checkpoints.interrupted

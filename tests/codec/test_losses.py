@@ -1,0 +1,107 @@
+"""Codec losses and discriminator: the distances measure what they claim to."""
+
+import torch
+
+from after.codec.discriminator import MultiScaleSTFTDiscriminator
+from after.codec.losses import (
+    MultiResolutionSTFTLoss,
+    a_weighting_fir,
+    a_weighting_gain,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    latent_regularizer,
+    regularizer_weight,
+)
+
+torch.set_num_threads(1)
+
+
+def tone(freq: float, samples: int = 8192, rate: int = 22050, amplitude: float = 0.5) -> torch.Tensor:
+    t = torch.arange(samples) / rate
+    return (amplitude * torch.sin(2 * torch.pi * freq * t)).reshape(1, 1, -1)  # [1, 1, T]
+
+
+def test_stft_loss_is_zero_on_identity_and_grows_with_the_error():
+    loss = MultiResolutionSTFTLoss((512, 128, 32))
+    target = tone(440.0) + 0.01 * torch.randn(1, 1, 8192)
+    assert loss(target, target) == 0
+    near, far = loss(target * 0.9, target), loss(target * 0.3, target)
+    assert 0 < near < far
+    assert loss(tone(445.0), tone(440.0)) < loss(tone(3000.0), tone(440.0))
+
+
+def test_stft_loss_mean_over_resolutions_and_gradient():
+    loss = MultiResolutionSTFTLoss((256, 64))
+    prediction = torch.randn(2, 1, 4096, requires_grad=True)
+    target = torch.randn(2, 1, 4096)
+    per = loss.per_resolution(prediction, target)
+    assert set(per) == {256, 64}
+    value = loss(prediction, target)
+    assert torch.isclose(value, (per[256] + per[64]) / 2)
+    value.backward()
+    assert torch.isfinite(prediction.grad).all() and prediction.grad.abs().sum() > 0
+
+
+def test_a_weighting_follows_the_standard_curve():
+    gains_db = 20 * torch.log10(a_weighting_gain(torch.tensor([100.0, 1000.0, 10000.0])))
+    assert torch.allclose(gains_db, torch.tensor([-19.1, 0.0, -2.5]), atol=0.2)
+    taps = a_weighting_fir(22050)
+    response = torch.fft.rfft(taps, 4096).abs()
+    freqs = torch.fft.rfftfreq(4096, 1 / 22050)
+    at = lambda f: response[(freqs - f).abs().argmin()]  # noqa: E731
+    assert at(60.0) < 0.2 * at(1000.0)  # bass is attenuated
+    assert torch.isclose(at(1000.0), torch.tensor(1.0), atol=0.1)
+
+
+def test_perceptual_loss_weighs_low_frequency_errors_less():
+    plain, weighted = (
+        MultiResolutionSTFTLoss((512, 128)),
+        MultiResolutionSTFTLoss((512, 128), perceptual=True, sample_rate=22050),
+    )
+    target = tone(1000.0)
+    low_error, mid_error = target + tone(50.0, amplitude=0.2), target + tone(2000.0, amplitude=0.2)
+    ratio_plain = plain(low_error, target) / plain(mid_error, target)
+    ratio_weighted = weighted(low_error, target) / weighted(mid_error, target)
+    assert ratio_weighted < ratio_plain
+
+
+def test_latent_regulariser_and_its_warmup():
+    inside, edge = latent_regularizer(torch.zeros(1, 4, 8)), latent_regularizer(torch.full((1, 4, 8), 3.0))
+    assert inside < 0.06 and torch.isclose(edge, torch.tensor(1.0))  # exp(-3) inside, 1 at the bound
+    assert latent_regularizer(torch.full((1, 4, 8), 5.0)) > 2.0
+    assert regularizer_weight(0, 0.1, 100) == 0.0
+    assert regularizer_weight(50, 0.1, 100) == 0.05
+    assert regularizer_weight(500, 0.1, 100) == 0.1
+
+
+def test_hinge_and_feature_matching():
+    real, fake = [torch.full((2, 1, 3, 3), 2.0)], [torch.full((2, 1, 3, 3), -2.0)]
+    assert hinge_discriminator_loss(real, fake) == 0  # both beyond the margin
+    assert hinge_discriminator_loss(fake, real) == 6
+    assert hinge_generator_loss(fake) == 2
+    features = [[torch.ones(2, 4, 3, 3), torch.full((2, 4, 3, 3), 2.0)]]
+    assert feature_matching_loss(features, features) == 0
+    off = [[torch.ones(2, 4, 3, 3) * 1.5, torch.full((2, 4, 3, 3), 2.0)]]
+    assert torch.isclose(feature_matching_loss(features, off), torch.tensor(0.25))
+
+
+def test_discriminator_learns_to_tell_tones_from_noise():
+    torch.manual_seed(0)
+    discriminator = MultiScaleSTFTDiscriminator((128, 512), channels=8)
+    optimizer = torch.optim.Adam(discriminator.parameters(), 1e-2)
+    real = torch.cat([tone(f, 4096) for f in (220.0, 330.0, 440.0, 660.0)])  # [4, 1, T]
+    fake = 0.3 * torch.randn(4, 1, 4096)
+    logits, features = discriminator(real)
+    assert len(logits) == 2 and len(features[0]) == 5
+    start = hinge_discriminator_loss(discriminator(real)[0], discriminator(fake)[0]).item()
+    for _ in range(30):
+        loss = hinge_discriminator_loss(discriminator(real)[0], discriminator(fake)[0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * start
+    with torch.no_grad():
+        real_score = torch.stack([x.mean() for x in discriminator(real)[0]]).mean()
+        fake_score = torch.stack([x.mean() for x in discriminator(0.3 * torch.randn(4, 1, 4096))[0]]).mean()
+    assert real_score > fake_score  # also on noise it has not seen

@@ -1,0 +1,187 @@
+"""Codec training: the loss falls, runs stop and resume exactly, DDP keeps ranks identical."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from codec_runs import quiet_options, synthetic_sets, tiny_run_config
+
+from after.errors import BadInputError
+from after.train.codec_module import train_codec
+from after.train.run import CONFIG_KEY, RunFolder, checkpoint_step, load_checkpoint
+
+torch.set_num_threads(1)
+
+
+class RecordMetric(L.Callback):
+    """Collect a logged training metric after every batch."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.values = name, []
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.name in trainer.callback_metrics:
+            self.values.append(float(trainer.callback_metrics[self.name]))
+
+
+def test_stft_loss_falls_by_half_on_synthetic_audio(tmp_path):
+    record = RecordMetric("train/stft")
+    # the tiny preset with a higher learning rate, so that 300 steps (~40 s) show a clear fall
+    train_codec(
+        tmp_path / "run",
+        tiny_run_config(learning_rate=3e-3),
+        quiet_options(max_steps=300),
+        datasets=synthetic_sets(),
+        callbacks=[record],
+    )
+    first, last = sum(record.values[:10]) / 10, sum(record.values[-10:]) / 10
+    assert len(record.values) == 300
+    assert last < 0.5 * first, (first, last)
+
+
+def test_run_folder_has_config_and_weights_only_checkpoints(tmp_path):
+    config = tiny_run_config()
+    train_codec(tmp_path, config, quiet_options(max_steps=4, checkpoint_every=2), datasets=synthetic_sets())
+    run = RunFolder(tmp_path)
+    assert run.load_config() == config
+    assert [checkpoint_step(p) for p in run.checkpoints()] == [2, 4]
+    checkpoint = load_checkpoint(run.latest_checkpoint())  # torch.load(weights_only=True)
+    assert checkpoint[CONFIG_KEY] == config
+    assert checkpoint["global_step"] == 4
+    assert any(key.startswith("codec.") for key in checkpoint["state_dict"])
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+
+
+def test_new_run_refuses_a_folder_with_checkpoints(tmp_path):
+    train_codec(tmp_path, tiny_run_config(), quiet_options(max_steps=1), datasets=synthetic_sets())
+    with pytest.raises(BadInputError, match="--resume"):
+        train_codec(tmp_path, tiny_run_config(), quiet_options(max_steps=2), datasets=synthetic_sets())
+
+
+class CaptureStart(L.Callback):
+    """Remember the step and optimiser states a (resumed) run starts from."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.step = trainer.global_step
+        self.states = [
+            {
+                k: {n: t.clone() if torch.is_tensor(t) else t for n, t in v.items()}
+                for k, v in opt.state_dict()["state"].items()
+            }
+            for opt in trainer.optimizers
+        ]
+
+
+def test_resume_continues_step_and_optimiser_state(tmp_path):
+    config = tiny_run_config(adversarial_start=3, discriminator_every=2)
+    train_codec(tmp_path, config, quiet_options(max_steps=6, checkpoint_every=3), datasets=synthetic_sets())
+    saved = load_checkpoint(RunFolder(tmp_path).latest_checkpoint())
+    capture = CaptureStart()
+    train_codec(
+        tmp_path,
+        config,
+        quiet_options(max_steps=10, checkpoint_every=3),
+        resume=True,
+        datasets=synthetic_sets(),
+        callbacks=[capture],
+    )
+    assert capture.step == 6
+    for restored, stored in zip(capture.states, saved["optimizer_states"], strict=True):
+        assert restored.keys() == stored["state"].keys() and restored
+        for index, tensors in restored.items():
+            for name, value in tensors.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(stored["state"][index][name])), (
+                    name
+                )
+    final = load_checkpoint(RunFolder(tmp_path).latest_checkpoint())
+    assert final["global_step"] == 10
+    # steps 3, 5, 7, 9 train the discriminator, the other six the codec;
+    # the Adam step counts continue across the resume
+    generator_steps = {float(s["step"]) for s in final["optimizer_states"][0]["state"].values()}
+    discriminator_steps = {float(s["step"]) for s in final["optimizer_states"][1]["state"].values()}
+    assert generator_steps == {6.0} and discriminator_steps == {4.0}
+
+
+class SendSignal(L.Callback):
+    def __init__(self, signum: int, at_step: int) -> None:
+        self.signum, self.at_step = signum, at_step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_and_stops(tmp_path, signum):
+    try:
+        interrupted = train_codec(
+            tmp_path,
+            tiny_run_config(),
+            quiet_options(max_steps=50, checkpoint_every=100),
+            datasets=synthetic_sets(),
+            callbacks=[SendSignal(signum, 3)],
+        )
+    except SystemExit:  # Lightning ends a SIGTERM-ed run by raising SystemExit
+        interrupted = True
+    assert interrupted
+    latest = RunFolder(tmp_path).latest_checkpoint()
+    assert latest is not None and 3 <= checkpoint_step(latest) <= 4
+    assert load_checkpoint(latest)["global_step"] == checkpoint_step(latest)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_adversarial_phase_updates_codec_and_discriminator(tmp_path):
+    config = tiny_run_config(adversarial_start=2, discriminator_every=2)
+    train_codec(tmp_path, config, quiet_options(max_steps=2, checkpoint_every=2), datasets=synthetic_sets())
+    before = load_checkpoint(RunFolder(tmp_path).latest_checkpoint())["state_dict"]
+    train_codec(tmp_path, config, quiet_options(max_steps=5), resume=True, datasets=synthetic_sets())
+    after = load_checkpoint(RunFolder(tmp_path).latest_checkpoint())["state_dict"]
+    for prefix in ("codec.", "discriminator."):
+        changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+        assert changed, f"no {prefix} weight changed in the adversarial phase"
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import lightning as L
+    import torch
+    sys.path.insert(0, {tests!r})
+    from codec_runs import quiet_options, synthetic_sets, tiny_run_config
+    from after.train.codec_module import train_codec
+    from after.train.run import train_strategy
+
+    torch.set_num_threads(1)
+
+    class DumpWeights(L.Callback):
+        def on_train_end(self, trainer, pl_module):
+            torch.save(pl_module.state_dict(), {out!r} + f"/rank{{trainer.global_rank}}.pt")
+
+    options = quiet_options(max_steps=4, devices=2, strategy=train_strategy("ddp"))
+    config = tiny_run_config(adversarial_start=1, discriminator_every=2, batch_size=2)
+    train_codec({out!r} + "/run", config, options, datasets=synthetic_sets(), callbacks=[DumpWeights()])
+    """
+)
+
+
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    initial = RunFolder(tmp_path / "run").latest_checkpoint()
+    assert checkpoint_step(initial) == 4
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
