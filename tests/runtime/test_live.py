@@ -190,11 +190,11 @@ def test_bad_osc_values_are_logged_and_ignored(tmp_path, caplog):
 
 def test_cli_live_without_a_pipeline_is_one_clear_line(tmp_path, caplog):
     save_audio(tmp_path / "in.wav", noisy_tone(0.1), RATE)
-    with pytest.raises(AfterError, match="no streaming pipeline available yet"):
+    with pytest.raises(AfterError, match="no default model is installed yet"):
         load_pipeline(None, "audio")
     code = main(["live", "--input", str(tmp_path / "in.wav"), "--output", str(tmp_path / "o.wav")])
     assert code == 2
-    assert any("no streaming pipeline available yet" in r.getMessage() for r in caplog.records)
+    assert any("no default model is installed yet" in r.getMessage() for r in caplog.records)
 
 
 def test_cli_lists_devices(capsys):

@@ -11,6 +11,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (config, checkpoints, TensorBoard logs)")
     parser.add_argument("--max-steps", type=int, default=100_000, help="stop after this many training steps")
     parser.add_argument("--batch-size", type=int, default=None, help="examples per step and device")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
+    parser.add_argument(
+        "--crop-samples",
+        type=int,
+        default=None,
+        help="audio samples per training example",
+    )
+    parser.add_argument(
+        "--adversarial-start",
+        type=int,
+        default=None,
+        help="step at which the discriminator joins (default: the preset's)",
+    )
     parser.add_argument("--devices", default="1", help="devices per node (a number, or 'auto')")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--strategy", default="auto", help="'auto', or 'ddp' for several devices/nodes")
@@ -39,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
     from after.train.run import TrainerOptions, train_strategy
 
     training = codec_training_preset(args.preset)
-    if args.batch_size is not None:
-        training = training_config_with(training, batch_size=args.batch_size)
+    overrides = {
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "crop_samples": args.crop_samples,
+        "adversarial_start": args.adversarial_start,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if overrides:
+        training = training_config_with(training, **overrides)
     data = {"path": str(Path(args.data).resolve()), "resample": not args.no_resample}
     config = codec_run_config(args.preset, to_dict(codec_preset(args.preset)), training, data)
     options = TrainerOptions(

@@ -1,0 +1,360 @@
+"""A loaded model: codec + diffusion model + their configs (+ the 2-D timbre map).
+
+:func:`load_bundle` accepts
+
+* a **released model** folder (written by :func:`release_bundle`)::
+
+      model.json               format name and version, name, mode, sample rate, hop, ZT, ZS, the
+                               codec and diffusion configs, the sha256 of every weights file
+      codec.safetensors        codec weights
+      diffusion.safetensors    diffusion model weights (encoders + denoiser)
+      timbre_map.safetensors   the 2-D timbre map (optional)
+
+  Weights are read with safetensors only (loading a model never runs code from it). A weights file
+  whose sha256 differs from the one in ``model.json`` (tampered or corrupted) and a config that does
+  not match the weights are refused with a :class:`~after.errors.ModelFileError`;
+* a diffusion **run folder** (through ``after.train.diffusion_run.load_diffusion_run``; the codec is
+  the one its training config names);
+* a **name**: ``src/after/models/<NAME>/`` inside the package (``None`` = :data:`DEFAULT_MODEL_NAME`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from after.codec.config import CodecConfig
+from after.config import from_dict, to_dict
+from after.diffusion.config import DiffusionConfig
+from after.diffusion.model import AfterModel, build_model
+from after.errors import AfterError, ModelFileError
+from after.runtime.timbre_map import TimbreMap
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "after-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+CODEC_FILE = "codec.safetensors"
+DIFFUSION_FILE = "diffusion.safetensors"
+MAP_FILE = "timbre_map.safetensors"
+DEFAULT_MODEL_NAME = "default"
+"""Name of the model embedded in the package (``src/after/models/default/``)."""
+
+
+def models_dir() -> Path:
+    """Folder of the models shipped inside the package."""
+    import after.models
+
+    return Path(after.models.__file__).parent
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to generate: the codec, the diffusion model, their configs, the timbre map.
+
+    Attributes:
+        codec: the streaming codec (:class:`after.codec.model.Codec`), eval mode.
+        codec_config: its config.
+        model: the diffusion model, eval mode.
+        diffusion_config: its config (``latent_dim`` equals the codec's).
+        timbre_map: the fitted 2-D map, or None.
+        name: a short name (folder name).
+        source: where it was loaded from (None when built in memory).
+    """
+
+    codec: nn.Module
+    codec_config: CodecConfig
+    model: AfterModel
+    diffusion_config: DiffusionConfig
+    timbre_map: TimbreMap | None = None
+    name: str = "model"
+    source: Path | None = None
+
+    @property
+    def mode(self) -> str:
+        """``"audio"`` or ``"midi"``: the kind of structure input."""
+        return self.diffusion_config.mode
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec_config.sample_rate)
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame."""
+        return int(self.codec_config.hop)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.codec_config.latent_dim)
+
+    @property
+    def timbre_dim(self) -> int:
+        return int(self.diffusion_config.timbre_dim)
+
+    @property
+    def structure_dim(self) -> int:
+        return int(self.diffusion_config.structure_dim)
+
+    @property
+    def chunk_size(self) -> int:
+        """The denoiser's chunk K: streaming blocks hold a multiple of K latent frames."""
+        return int(self.diffusion_config.denoiser.chunk_size)
+
+
+def random_bundle(
+    codec_config: CodecConfig,
+    diffusion_config: DiffusionConfig,
+    seed: int = 0,
+    name: str = "random",
+    fill_zero_layers: bool = True,
+) -> ModelBundle:
+    """A bundle with freshly initialised (untrained) weights; ``latent_dim`` follows the codec.
+
+    With ``fill_zero_layers`` the diffusion weights that start at exactly zero (the denoiser's
+    zero-init output layer and modulation gates) get small random values, so that every part of
+    the model acts on its output (useful for tests and demos of an untrained model).
+    """
+    from after.codec.model import Codec
+
+    diffusion_config = dataclasses.replace(diffusion_config, latent_dim=codec_config.latent_dim)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        codec = Codec.from_config(codec_config).eval()
+        model = build_model(diffusion_config).eval()
+        if fill_zero_layers:
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    zero = parameter == 0
+                    parameter[zero] = 0.1 * torch.randn(int(zero.sum()))
+    return ModelBundle(codec, codec_config, model, diffusion_config, None, name)
+
+
+# -- released format ---------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _save_weights(module: nn.Module, path: Path) -> str:
+    from safetensors.torch import save_file
+
+    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in module.state_dict().items()}
+    save_file(tensors, str(path))
+    return _sha256(path)
+
+
+def release_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
+    """Write ``bundle`` as a released model folder (see the module docstring); returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        CODEC_FILE: _save_weights(bundle.codec, out / CODEC_FILE),
+        DIFFUSION_FILE: _save_weights(bundle.model, out / DIFFUSION_FILE),
+    }
+    if bundle.timbre_map is not None:
+        files[MAP_FILE] = _save_weights(bundle.timbre_map, out / MAP_FILE)
+    elif (out / MAP_FILE).exists():
+        (out / MAP_FILE).unlink()
+    description = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": bundle.name,
+        "mode": bundle.mode,
+        "sample_rate": bundle.sample_rate,
+        "hop": bundle.hop,
+        "latent_dim": bundle.latent_dim,
+        "timbre_dim": bundle.timbre_dim,
+        "structure_dim": bundle.structure_dim,
+        "codec": to_dict(bundle.codec_config),
+        "diffusion": to_dict(bundle.diffusion_config),
+        "files": files,
+    }
+    tmp = out / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out / MODEL_FILE)
+    log.info("released model %r to %s", bundle.name, out)
+    return out
+
+
+def _read_description(folder: Path) -> dict[str, Any]:
+    path = folder / MODEL_FILE
+    try:
+        description = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: unreadable model description ({error})") from error
+    if not isinstance(description, dict) or description.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: not an after model description (format {FORMAT_NAME!r} expected)")
+    version = description.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version!r}; this version of after reads version {FORMAT_VERSION}"
+        )
+    missing = [
+        k for k in ("codec", "diffusion", "files", "mode", "sample_rate", "hop") if k not in description
+    ]
+    if missing:
+        raise ModelFileError(f"{path}: model description lacks {', '.join(missing)}")
+    return description
+
+
+def _load_weights(module: nn.Module, path: Path, expected_sha256: str | None, what: str) -> None:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {what} weights file missing")
+    if expected_sha256 is None:
+        raise ModelFileError(f"{path}: model.json records no sha256 for this file")
+    actual = _sha256(path)
+    if actual != expected_sha256:
+        raise ModelFileError(
+            f"{path}: sha256 {actual[:16]}... does not match model.json ({expected_sha256[:16]}...): "
+            "the file was modified or corrupted"
+        )
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ModelFileError(
+            f"{path}: {what} weights do not match the config in model.json ({detail})"
+        ) from error
+
+
+def _load_released(folder: Path) -> ModelBundle:
+    from after.codec.model import Codec
+
+    description = _read_description(folder)
+    where = str(folder / MODEL_FILE)
+    try:
+        codec_config = from_dict(CodecConfig, description["codec"], where=f"{where}: codec")
+        diffusion_config = from_dict(DiffusionConfig, description["diffusion"], where=f"{where}: diffusion")
+    except AfterError as error:
+        raise ModelFileError(str(error)) from error
+    declared = {
+        "sample_rate": codec_config.sample_rate,
+        "hop": codec_config.hop,
+        "mode": diffusion_config.mode,
+        "latent_dim": codec_config.latent_dim,
+        "timbre_dim": diffusion_config.timbre_dim,
+        "structure_dim": diffusion_config.structure_dim,
+    }
+    for key, value in declared.items():
+        if key in description and description[key] != value:
+            raise ModelFileError(f"{where}: {key} is {description[key]!r} but the configs give {value!r}")
+    if diffusion_config.latent_dim != codec_config.latent_dim:
+        raise ModelFileError(
+            f"{where}: diffusion latent_dim {diffusion_config.latent_dim} != codec latent_dim "
+            f"{codec_config.latent_dim}"
+        )
+    files = description["files"]
+    codec = Codec.from_config(codec_config)
+    _load_weights(codec, folder / CODEC_FILE, files.get(CODEC_FILE), "codec")
+    model = build_model(diffusion_config)
+    _load_weights(model, folder / DIFFUSION_FILE, files.get(DIFFUSION_FILE), "diffusion")
+    timbre_map = None
+    if MAP_FILE in files:
+        timbre_map = TimbreMap(diffusion_config.timbre_dim)
+        _load_weights(timbre_map, folder / MAP_FILE, files.get(MAP_FILE), "timbre map")
+        timbre_map.eval()
+    name = str(description.get("name") or folder.name)
+    return ModelBundle(codec.eval(), codec_config, model.eval(), diffusion_config, timbre_map, name, folder)
+
+
+# -- run folders ----------------------------------------------------------------------------------
+
+
+def _load_run(run_path: Path) -> ModelBundle:
+    """A diffusion run folder (latest checkpoint, EMA weights) or one of its ``.ckpt`` files."""
+    from after.codec.model import Codec
+    from after.train.diffusion_run import load_diffusion_run, load_run_codec
+
+    model, diffusion_config, _ = load_diffusion_run(run_path)
+    run_dir = run_path if run_path.is_dir() else run_path.parent.parent
+    handle = load_run_codec(run_dir)
+    if handle.kind != "run" or not isinstance(handle.module, Codec):
+        raise ModelFileError(
+            f"{handle.source}: streaming generation needs the codec's run folder or checkpoint, "
+            f"not a {handle.kind} codec"
+        )
+    codec_config = _codec_config_of(handle)
+    return ModelBundle(
+        handle.module.eval(), codec_config, model.eval(), diffusion_config, None, run_dir.name, run_path
+    )
+
+
+def _codec_config_of(handle: Any) -> CodecConfig:
+    """The codec config stored in the checkpoint ``handle`` was loaded from."""
+    from after.train.run import CONFIG_KEY, load_checkpoint
+
+    config = load_checkpoint(handle.source).get(CONFIG_KEY, {})
+    section = config.get("codec") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{handle.source}: checkpoint carries no codec config")
+    try:
+        return from_dict(CodecConfig, section, where=f"{handle.source}: codec")
+    except AfterError as error:
+        raise ModelFileError(str(error)) from error
+
+
+def load_bundle(path_or_name: str | Path | None = None) -> ModelBundle:
+    """Load a released model folder, a diffusion run folder or a packaged model by name.
+
+    ``None`` loads the embedded default model (:data:`DEFAULT_MODEL_NAME`).
+    Raises :class:`ModelFileError` with a message naming the file and the problem.
+    """
+    if path_or_name is None or str(path_or_name) == "":
+        folder = models_dir() / DEFAULT_MODEL_NAME
+        if not (folder / MODEL_FILE).is_file():
+            raise ModelFileError(
+                f"no default model is installed yet ({folder} has no {MODEL_FILE}); "
+                "give a model with --model PATH (a released model folder or a diffusion run folder)"
+            )
+        return _load_released(folder)
+    path = Path(path_or_name)
+    if not path.exists():
+        text = str(path_or_name)
+        if "/" not in text and "\\" not in text and not path.suffix:
+            folder = models_dir() / text
+            if (folder / MODEL_FILE).is_file():
+                return _load_released(folder)
+            available = sorted(p.name for p in models_dir().iterdir() if (p / MODEL_FILE).is_file())
+            raise ModelFileError(
+                f"model {text!r}: no such file or folder, and no packaged model of that name "
+                f"(packaged: {', '.join(available) or 'none'})"
+            )
+        raise ModelFileError(f"{path}: model not found (expected a released model folder or a run folder)")
+    if path.is_file():
+        if path.name == MODEL_FILE:
+            return _load_released(path.parent)
+        if path.suffix == ".ckpt":
+            return _load_run(path)
+        raise ModelFileError(
+            f"{path}: is a file, not a model; expected a released model folder (with {MODEL_FILE}) "
+            "or a diffusion run folder"
+        )
+    if (path / MODEL_FILE).is_file():
+        return _load_released(path)
+    if (path / "config.json").is_file():
+        return _load_run(path)
+    raise ModelFileError(
+        f"{path}: not a model folder (no {MODEL_FILE} of a released model, no config.json of a run)"
+    )

@@ -1,0 +1,148 @@
+"""Released model folders: round trip, tampered or mismatched files refused, name resolution."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from after.codec.config import codec_preset
+from after.diffusion.config import diffusion_preset
+from after.errors import ModelFileError
+from after.runtime import bundle as bundle_module
+from after.runtime.bundle import MODEL_FILE, load_bundle, random_bundle, release_bundle
+from after.runtime.pipeline import build_pipeline
+from after.runtime.timbre_map import fit_timbre_map
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    bundle = random_bundle(codec_preset("tiny"), diffusion_preset("tiny"), seed=2, name="tiny-test")
+    vectors = np.random.default_rng(0).standard_normal((12, bundle.timbre_dim)).astype(np.float32)
+    bundle.timbre_map = fit_timbre_map(vectors, steps=20)
+    folder = release_bundle(bundle, tmp_path_factory.mktemp("models") / "tiny-test")
+    return bundle, folder
+
+
+def copy_folder(folder, destination):
+    destination.mkdir()
+    for item in folder.iterdir():
+        (destination / item.name).write_bytes(item.read_bytes())
+    return destination
+
+
+def test_release_round_trip_gives_the_same_model(released):
+    bundle, folder = released
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "codec.safetensors",
+        "diffusion.safetensors",
+        MODEL_FILE,
+        "timbre_map.safetensors",
+    ]
+    loaded = load_bundle(folder)
+    assert loaded.codec_config == bundle.codec_config
+    assert loaded.diffusion_config == bundle.diffusion_config
+    assert (loaded.name, loaded.mode, loaded.hop, loaded.sample_rate) == ("tiny-test", "audio", 1024, 22050)
+    for original, copy in (
+        (bundle.codec, loaded.codec),
+        (bundle.model, loaded.model),
+        (bundle.timbre_map, loaded.timbre_map),
+    ):
+        a, b = original.state_dict(), copy.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    structure = np.sin(np.arange(5000) / 7.0).astype(np.float32) * 0.3
+    first = build_pipeline(bundle, steps=2).transfer(structure)
+    second = build_pipeline(loaded, steps=2).transfer(structure)
+    np.testing.assert_array_equal(first, second)
+    assert load_bundle(folder / MODEL_FILE).name == "tiny-test"  # the description file itself works too
+
+
+def test_tampered_weights_are_refused(released, tmp_path):
+    folder = copy_folder(released[1], tmp_path / "tampered")
+    path = folder / "diffusion.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"diffusion\.safetensors: sha256 .* does not match"):
+        load_bundle(folder)
+
+
+def test_config_that_does_not_match_the_weights_is_refused(released, tmp_path):
+    folder = copy_folder(released[1], tmp_path / "mismatch")
+    description = json.loads((folder / MODEL_FILE).read_text())
+    description["diffusion"]["denoiser"]["dim"] = 96
+    (folder / MODEL_FILE).write_text(json.dumps(description))
+    with pytest.raises(ModelFileError, match="diffusion weights do not match the config"):
+        load_bundle(folder)
+    description = json.loads((released[1] / MODEL_FILE).read_text())
+    description["sample_rate"] = 44100
+    (folder / MODEL_FILE).write_text(json.dumps(description))
+    with pytest.raises(ModelFileError, match="sample_rate is 44100 but the configs give 22050"):
+        load_bundle(folder)
+    description["format_version"] = 99
+    (folder / MODEL_FILE).write_text(json.dumps(description))
+    with pytest.raises(ModelFileError, match="format version 99"):
+        load_bundle(folder)
+
+
+def test_names_and_bad_paths(released, tmp_path, monkeypatch):
+    monkeypatch.setattr(bundle_module, "models_dir", lambda: tmp_path)
+    with pytest.raises(ModelFileError, match="no default model is installed yet"):
+        load_bundle(None)
+    copy_folder(released[1], tmp_path / "default")
+    copy_folder(released[1], tmp_path / "other")
+    assert load_bundle(None).name == "tiny-test"
+    assert load_bundle("other").source == tmp_path / "other"
+    with pytest.raises(ModelFileError, match=r"no packaged model of that name.*default, other"):
+        load_bundle("missing")
+    with pytest.raises(ModelFileError, match="model not found"):
+        load_bundle(tmp_path / "nowhere" / "model")
+    (tmp_path / "file.wav").write_bytes(b"RIFF")
+    with pytest.raises(ModelFileError, match="is a file, not a model"):
+        load_bundle(tmp_path / "file.wav")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFileError, match="not a model folder"):
+        load_bundle(tmp_path / "empty")
+
+
+def make_runs(root):
+    """A codec run and a diffusion run (random weights, one checkpoint each), as training writes them."""
+    from after.codec.load import load_codec
+    from after.config import to_dict
+    from after.train.codec_module import codec_run_config, codec_training_preset
+    from after.train.diffusion_config import train_preset
+    from after.train.diffusion_run import codec_section, diffusion_run_config
+    from after.train.run import CONFIG_KEY, RunFolder
+
+    bundle = random_bundle(codec_preset("tiny"), diffusion_preset("tiny"), seed=4)
+    codec_run = RunFolder(root / "codec")
+    config = codec_run_config(
+        "tiny", to_dict(bundle.codec_config), codec_training_preset("tiny"), {"path": "-"}
+    )
+    codec_run.save_config(config)
+    codec_run.checkpoint_dir.mkdir(parents=True)
+    state = {f"codec.{k}": v for k, v in bundle.codec.state_dict().items()}
+    torch.save({"state_dict": state, CONFIG_KEY: config}, codec_run.checkpoint_path(1))
+    section = codec_section(load_codec(codec_run.path), codec_run.path)
+    run = RunFolder(root / "diffusion")
+    config = diffusion_run_config(
+        "tiny", bundle.diffusion_config, train_preset("tiny"), {"path": "-"}, section
+    )
+    run.save_config(config)
+    run.checkpoint_dir.mkdir(parents=True)
+    state = {f"ema.module.{k}": v for k, v in bundle.model.state_dict().items()}
+    torch.save({"state_dict": state, CONFIG_KEY: config}, run.checkpoint_path(2))
+    return bundle, run.path
+
+
+def test_run_folder_loads_and_releases(tmp_path):
+    bundle, run_dir = make_runs(tmp_path)
+    loaded = load_bundle(run_dir)
+    assert loaded.name == "diffusion" and loaded.codec_config == bundle.codec_config
+    assert loaded.diffusion_config == bundle.diffusion_config
+    released = load_bundle(release_bundle(loaded, tmp_path / "released"))
+    structure = np.cos(np.arange(4096) / 5.0).astype(np.float32) * 0.2
+    np.testing.assert_array_equal(
+        build_pipeline(bundle, steps=1).transfer(structure),
+        build_pipeline(released, steps=1).transfer(structure),
+    )
