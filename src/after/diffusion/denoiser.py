@@ -167,8 +167,10 @@ class Denoiser(StreamingModule):
 
     @torch.jit.unused
     def _init_state(self, batch_size: int) -> None:
+        # a float tensor of the model's dtype/device that exists even when the linears hold int8 weights
+        like = self.blocks[0].attn.rot_cos
         self.cond_cache, self.cond_t, self.cond_c, self.cond_valid = self._empty_condition_cache(
-            batch_size, self.output.weight
+            batch_size, like
         )
 
     @torch.jit.export

@@ -129,7 +129,8 @@ class LocalChunkAttention(StreamingModule):
 
     @torch.jit.unused
     def _init_state(self, batch_size: int) -> None:
-        self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch_size, self.out.weight)
+        # rot_cos: a float tensor of the layer's dtype/device that exists even with int8 weights
+        self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch_size, self.rot_cos)
 
     @torch.jit.export
     def clear_cache(self) -> None:

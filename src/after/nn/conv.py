@@ -111,6 +111,11 @@ class CausalConv1d(StreamingModule):
             return self._dense_stride_one(buf, n_out)
         # frame j reads buf[j*s + s - 1 : j*s + s + context]
         window = buf[:, :, stride - 1 : self.context + n_out * stride]
+        return self._strided(window)
+
+    def _strided(self, window: torch.Tensor) -> torch.Tensor:
+        """Valid strided convolution of ``window [B, C_in, context + n_out * stride - stride + 1]``
+        -> ``[B, C_out, n_out]`` (a hook: :mod:`after.nn.quantize` replaces it by an int8 product)."""
         return self.conv(window)
 
     def _dense_stride_one(self, buf: torch.Tensor, n_out: int) -> torch.Tensor:
@@ -235,6 +240,16 @@ class CausalConvTranspose1d(StreamingModule):
             out = out + bias.unsqueeze(-1)
         return out
 
+    def _tap_products(self, x: torch.Tensor) -> torch.Tensor:
+        """Every input frame times every kernel tap: ``x [B, C_in, L] -> [C_out, k, B, L]`` (a hook:
+        :mod:`after.nn.quantize` replaces it by an int8 product)."""
+        weight = self.conv.weight  # [C_in, C_out, k]
+        c_in, c_out, taps = weight.shape
+        batch, length = x.size(0), x.size(-1)
+        columns = x.transpose(0, 1).reshape(c_in, batch * length)  # [C_in, B * L]
+        products = torch.mm(weight.reshape(c_in, c_out * taps).t(), columns)  # [C_out * k, B * L]
+        return products.view(c_out, taps, batch, length)  # [C_out, k, B, L]
+
     def _overlap_add(self, x: torch.Tensor) -> torch.Tensor:
         """Transposed convolution (no bias) as one matrix product and ``ceil(k / stride)`` shifted adds.
 
@@ -242,13 +257,10 @@ class CausalConvTranspose1d(StreamingModule):
         ``[B, C_out, L * stride + k_padded - stride]`` where ``k_padded`` rounds the kernel up to a
         multiple of the stride (the extra samples are zeros).
         """
-        weight = self.conv.weight  # [C_in, C_out, k]
-        c_in, c_out, taps = weight.shape
+        products = self._tap_products(x)  # [C_out, k, B, L]
+        c_out, taps = products.size(0), products.size(1)
         stride = self.ratio
         batch, length = x.size(0), x.size(-1)
-        columns = x.transpose(0, 1).reshape(c_in, batch * length)  # [C_in, B * L]
-        products = torch.mm(weight.reshape(c_in, c_out * taps).t(), columns)  # [C_out * k, B * L]
-        products = products.view(c_out, taps, batch, length)  # [C_out, k, B, L]
         pieces = (taps + stride - 1) // stride
         if pieces * stride != taps:
             products = F.pad(products.permute(0, 2, 3, 1), (0, pieces * stride - taps)).permute(0, 3, 1, 2)
