@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from eval_renders import SAMPLE_RATE, melody
 
-from after.errors import AfterError, BadInputError
 from after.data import transcription
+from after.errors import AfterError, BadInputError
 from after.eval import metrics
 from after.eval.features import mel_filterbank, mel_spectrogram, mfcc
 from after.eval.metrics import bootstrap_ci, fd_mfcc, lsd, mfcc_distance, note_f1, onset_f1

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from eval_renders import melody
 
+from after.data import transcription
 from after.data.gm import family_of
 from after.data.synth import split_of
 from after.errors import BadInputError, DatasetError
-from after.data import transcription
 from after.eval import report
 from after.eval.metrics import lsd
 from after.eval.timbre_id import TimbreIdClassifier

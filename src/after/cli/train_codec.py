@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse a dataset at another sample rate instead of resampling it on the fly",
     )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -75,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     )
     from after.train.codec_module import train_codec
 
-    interrupted = train_codec(args.out, config, options, resume=args.resume)
+    interrupted = train_codec(args.out, config, options, resume=args.resume, num_workers=args.workers)
     return 130 if interrupted else 0

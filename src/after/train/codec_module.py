@@ -248,8 +248,11 @@ def train_codec(
     resume: bool = False,
     datasets: tuple[Dataset, Dataset | None] | None = None,
     callbacks: list[L.Callback] | None = None,
+    num_workers: int = 0,
 ) -> bool:
     """Train (or resume) the codec described by ``run_config`` into the run folder ``out``.
+
+    ``num_workers`` DataLoader processes read the dataset (0: the training process itself).
 
     ``datasets`` (train, val) replaces the dataset folder named in ``run_config["data"]["path"]``
     (tests, synthetic smoke runs); ``callbacks`` are added to the trainer. On resume, the config
@@ -272,9 +275,11 @@ def train_codec(
         )
         datasets = (
             dataset_crops(data["path"], split="train", **crops),
-            dataset_crops(data["path"], split="val", **crops),
+            dataset_crops(data["path"], split="validation", **crops),
         )
-    datamodule = AudioDataModule(datasets[0], datasets[1], batch_size=training.batch_size)
+    datamodule = AudioDataModule(
+        datasets[0], datasets[1], batch_size=training.batch_size, num_workers=num_workers
+    )
     module = CodecModule(codec, training, codec.sample_rate)
     trainer, checkpoints = build_trainer(run, config, options, callbacks)
     fit(trainer, module, datamodule, checkpoint, seed=options.seed)
