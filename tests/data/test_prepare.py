@@ -321,3 +321,50 @@ def test_cli_exit_codes(tmp_path, caplog):
     assert main(["prepare", str(tmp_path / "bad"), str(tmp_path / "data2"), *args]) == 1
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "data3"), *args]) == 2
     assert main(["info", str(tmp_path / "missing")]) == 2
+
+
+def test_two_hours_of_silence_beside_a_good_file_is_skipped(tmp_path, caplog):
+    rate = 44100
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with sf.SoundFile(folder / "two_hours.flac", "w", samplerate=rate, channels=1, subtype="PCM_16") as out:
+        block = np.zeros(rate * 600, dtype=np.int16)
+        for _ in range(12):  # 12 x 10 min
+            out.write(block)
+    sf.write(folder / "good.wav", _sine(3.0, 440, rate=rate), rate)
+    options = PrepareOptions(sample_rate=rate, chunk_seconds=1.0, midi="none", workers=1)
+    with caplog.at_level(logging.INFO):
+        summary = prepare(folder, tmp_path / "data", options)
+    with open_dataset(tmp_path / "data") as store:
+        sources = {store.get(key).metadata["file"] for key in store.chunk_keys()}
+        assert len(store.chunk_keys()) == 3
+    assert sources == {"good.wav"}
+    assert "two_hours.flac: silent: peak below -60 dBFS over 7200 s" in caplog.text
+    assert summary.files_added == 1
+
+
+def test_transcribed_notes_follow_the_played_melody(tmp_path):
+    from after.data.synth import resolve_soundfonts
+    from after.data.transcription import transcription_available
+
+    if not transcription_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the transcription extra must be installed in CI (scripts/setup.sh)")
+        pytest.skip("basic-pitch's ONNX model is not installed")
+    rate = 22050
+    melody = [Note(60 + (2 * k) % 12, 100, 0.5 * k, 0.5 * k + 0.4, 73) for k in range(12)]
+    (soundfont,) = resolve_soundfonts(["FluidR3_GM"])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_notes(tmp_path / "melody.mid", melody)
+    # The fluidsynth CLI renders in its own process (FluidSynth loaded here would make forks hang).
+    command = ["fluidsynth", "-ni", "-q", "-r", str(rate), "-F", str(folder / "flute.wav")]
+    subprocess.run([*command, soundfont.path, str(tmp_path / "melody.mid")], check=True, timeout=60)
+    options = PrepareOptions(sample_rate=rate, chunk_seconds=3.0, midi="transcribe", workers=1)
+    prepare(folder, tmp_path / "data", options)
+    with open_dataset(tmp_path / "data") as store:
+        record = store.get(sorted(store.chunk_keys())[0])
+    pitches = sorted({int(row[0]) for row in record.notes})
+    assert pitches, "transcription found no notes"
+    expected = sorted({note.pitch for note in melody if note.start < 3.0})
+    assert len(set(pitches) & set(expected)) >= 0.8 * len(expected)
