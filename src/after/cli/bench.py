@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="1,2,4,8,16", help="sampling steps (default 1,2,4,8,16)")
     parser.add_argument("--chunks", default="1,2,4", help="latent frames per block (default 1,2,4)")
     parser.add_argument("--modes", default="audio,midi", help="audio and/or midi (default both)")
-    parser.add_argument("--int8", action="store_true", help="also measure int8 weights (and their error)")
+    parser.add_argument(
+        "--int8", action="store_true", help="also measure int8 weights (and their error vs fp32)"
+    )
     parser.add_argument("--eager", action="store_true", help="run the Python engine instead of TorchScript")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (median)")
     parser.add_argument("--no-export", action="store_true", help="skip the nn~ export size")

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from after.nn.attention import LocalChunkAttention
+from after.nn.attention import LocalChunkAttention, needs_normal_tensor
 from after.nn.streaming import StreamingModule
 
 
@@ -81,7 +81,8 @@ class Denoiser(StreamingModule):
         structure_dim: ``ZS``.
         dim: model width ``d``; ``n_layers`` blocks of ``n_heads`` heads, MLP width ``mlp_ratio * d``.
         chunk_size: ``K``; window: ``W`` (mask in :mod:`after.nn.attention`).
-        max_steps: per-step KV caches allocated for streaming.
+        max_steps: the most sampling steps a stream may use; the per-step caches (KV and
+            conditioning) grow to the steps actually used, at first use (none is allocated before).
         time_dim: width of the sinusoidal time embedding.
         structure_embed_dim: per-frame structure embedding width ``ds``.
         rotary_dim: rotated features per head (0 = all).
@@ -156,22 +157,56 @@ class Denoiser(StreamingModule):
             self.output.bias.zero_()
 
     def _empty_condition_cache(
-        self, batch_size: int, like: torch.Tensor
+        self, batch_size: int, slots: int, like: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Empty conditioning cache ``[slots, B, 6 * n_layers + 2, d]`` with its keys ``t [slots, B]``,
+        ``c [slots, B, ZT]`` and ``valid [slots]``."""
         rows = 6 * self.n_layers + 2
-        cache = torch.zeros(self.max_steps, batch_size, rows, self.dim, dtype=like.dtype, device=like.device)
-        t = torch.zeros(self.max_steps, batch_size, dtype=like.dtype, device=like.device)
-        c = torch.zeros(self.max_steps, batch_size, self.timbre_dim, dtype=like.dtype, device=like.device)
-        valid = torch.zeros(self.max_steps, dtype=torch.bool, device=like.device)
+        cache = torch.zeros(slots, batch_size, rows, self.dim, dtype=like.dtype, device=like.device)
+        t = torch.zeros(slots, batch_size, dtype=like.dtype, device=like.device)
+        c = torch.zeros(slots, batch_size, self.timbre_dim, dtype=like.dtype, device=like.device)
+        valid = torch.zeros(slots, dtype=torch.bool, device=like.device)
         return cache, t, c, valid
+
+    def _like(self) -> torch.Tensor:
+        # a float tensor of the model's dtype/device that exists even when the linears hold int8 weights
+        return self.blocks[0].attn.rot_cos
 
     @torch.jit.unused
     def _init_state(self, batch_size: int) -> None:
-        # a float tensor of the model's dtype/device that exists even when the linears hold int8 weights
-        like = self.blocks[0].attn.rot_cos
+        # no slot yet: reserve_steps adds them as the sampling steps are used
         self.cond_cache, self.cond_t, self.cond_c, self.cond_valid = self._empty_condition_cache(
-            batch_size, like
+            batch_size, 0, self._like()
         )
+
+    @torch.jit.export
+    def reserve_steps(self, batch_size: int, steps: int) -> None:
+        """Make room in every per-step cache (KV caches and conditioning cache) for steps
+        ``0 .. steps - 1`` of ``batch_size`` rows: a new batch size gets empty caches, otherwise the
+        missing slots are appended empty and the filled ones kept. Refuses ``steps > max_steps``."""
+        if steps > self.max_steps:
+            raise ValueError("sampling step index is beyond max_steps")
+        for block in self.blocks:
+            block.attn.reserve_steps(batch_size, steps)
+        self._reserve_condition(batch_size, steps)
+
+    def _reserve_condition(self, batch_size: int, steps: int) -> None:
+        """:meth:`reserve_steps` for the conditioning cache only."""
+        if needs_normal_tensor(self.cond_cache) or needs_normal_tensor(self.cond_valid):
+            self.cond_cache, self.cond_t = self.cond_cache.clone(), self.cond_t.clone()
+            self.cond_c, self.cond_valid = self.cond_c.clone(), self.cond_valid.clone()
+        if self.cond_cache.dim() != 4 or self.cond_cache.size(1) != batch_size:
+            self.cond_cache, self.cond_t, self.cond_c, self.cond_valid = self._empty_condition_cache(
+                batch_size, steps, self._like()
+            )
+        elif self.cond_cache.size(0) < steps:
+            cache, t, c, valid = self._empty_condition_cache(batch_size, steps, self._like())
+            kept = self.cond_cache.size(0)
+            cache[:kept] = self.cond_cache
+            t[:kept] = self.cond_t
+            c[:kept] = self.cond_c
+            valid[:kept] = self.cond_valid
+            self.cond_cache, self.cond_t, self.cond_c, self.cond_valid = cache, t, c, valid
 
     @torch.jit.export
     def clear_caches(self) -> None:
@@ -179,8 +214,7 @@ class Denoiser(StreamingModule):
         cache are emptied without reallocation; the streaming mode and batch size are kept."""
         for block in self.blocks:
             block.attn.clear_cache()
-        if self.cond_valid.numel() > 0:
-            self.cond_valid.zero_()
+        self.cond_valid = torch.zeros_like(self.cond_valid)  # not in place: see needs_normal_tensor
 
     def condition(self, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """AdaLN vectors of all layers from ``t [B]`` and ``c [B, ZT]`` -> ``[B, 6 * n_layers + 2, d]``."""
@@ -190,8 +224,7 @@ class Denoiser(StreamingModule):
     def cached_condition(self, t: torch.Tensor, c: torch.Tensor, step: int) -> torch.Tensor:
         """:meth:`condition`, served from the per-step cache when ``(t, c)`` equal the stored ones."""
         batch = c.size(0)
-        if self.cond_cache.dim() != 4 or self.cond_cache.size(1) != batch:
-            self.cond_cache, self.cond_t, self.cond_c, self.cond_valid = self._empty_condition_cache(batch, c)
+        self._reserve_condition(batch, step + 1)
         if (
             bool(self.cond_valid[step])
             and torch.equal(self.cond_t[step], t)

@@ -169,10 +169,19 @@ class GuidedSampler(nn.Module):
             raise RuntimeError("streaming sampling needs start_stream(batch_size) first")
         if n_steps > self.denoiser.max_steps:
             raise ValueError("n_steps is larger than the denoiser's max_steps caches")
+        batch = noise.size(0)
+        self.denoiser.reserve_steps(3 * batch, n_steps)
         grid: list[float] = time_grid(n_steps, self.schedule).tolist()
+        # the conditions of the three branches do not change across steps: stack them once
+        null_c = torch.full_like(c, self.drop_value)
+        null_s = torch.full_like(s, self.drop_value)
+        _, c3, s3 = guidance_batch(noise[:0], c, s, null_c, null_s, self.mode)  # [3B, ZT], [3B, ZS, P]
         x = noise
         for i in range(n_steps):
-            v = self.guided_velocity(x, grid[i], c, s, guidance_timbre, guidance_structure, i, False)
+            t3 = torch.full([3 * batch], grid[i], dtype=x.dtype, device=x.device)
+            v3 = self.denoiser.forward(torch.cat([x, x, x], dim=0), t3, c3, s3, i)  # [3B, D, P]
+            v_full, v_partial, v_null = split_guidance_batch(v3)
+            v = combine_guidance(v_full, v_partial, v_null, guidance_timbre, guidance_structure, self.mode)
             x = euler_step(x, v, grid[i], grid[i + 1])
         return x
 

@@ -43,6 +43,9 @@ from typing import Any
 import torch
 
 from after.errors import BadInputError
+from after.runtime.engine import quantize_engine
+
+__all__ = ["BenchOptions", "export_size_mb", "int8_quality", "quantize_engine", "run_bench"]
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +148,6 @@ def median_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
-
-
-def quantize_engine(engine: Any) -> Any:
-    """Give a :class:`~after.runtime.engine.TransferEngine` int8 weights, in place: its two codecs and
-    its diffusion model are replaced by :func:`after.nn.quantize.quantize_dynamic_int8` copies (the
-    streaming state goes with them). Works on the engine of a pipeline (``pipeline.engine``) and of an
-    nn~ export (``ExportedAfter.engine``, before ``export``); returns ``engine``."""
-    from after.nn.quantize import quantize_dynamic_int8
-
-    engine.codec = quantize_dynamic_int8(engine.codec)
-    engine.timbre_codec = quantize_dynamic_int8(engine.timbre_codec)
-    engine.model = quantize_dynamic_int8(engine.model)
-    return engine
 
 
 def preset_bundle(preset: str, mode: str, chunk: int, seed: int = 0) -> Any:
@@ -338,10 +328,7 @@ def export_size_mb(bundle: Any, chunk: int, precision: str = "fp32") -> float | 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.ts"
         try:
-            module = ExportedAfter(bundle, chunk=chunk)
-            if precision == "int8":
-                quantize_engine(module.engine).start(1)
-            module.export(path)
+            ExportedAfter(bundle, chunk=chunk, int8=precision == "int8").export(path)
         except Exception as error:  # the export is optional here: report, do not fail the bench
             log.warning("export of %s failed: %s", bundle.name, error)
             return None

@@ -21,8 +21,16 @@ map2latent        2, 1 -> ZT, 1        same                 point of the 2-D map
 Voices come nn~ style: channel ``2v`` = MIDI pitch, ``2v + 1`` = velocity (0 = silent) of voice
 ``v``; at ratio ``hop`` nn~ keeps the last sample of every hop, and ``forward`` does the same itself.
 
-Attributes: ``nb_steps`` (int >= 1, at most the model's cache count), ``guidance_timbre`` and
-``guidance_structure`` (floats >= 0); setters return 0, or -1 (value refused, nothing changed).
+Attributes: ``nb_steps`` (int from 1 to the model's ``max_steps``, 64 by default; ``set_nb_steps``
+returns -1 above it), ``guidance_timbre`` and ``guidance_structure`` (floats >= 0); setters return 0,
+or -1 (value refused, nothing changed).
+
+File size: the file holds the weights once (the live-timbre codec shares the codec's weights) and no
+stream state: the denoiser's per-step caches are saved empty and grow to ``nb_steps`` slots on the
+first call (and after a batch change), so the file is within a few % of the weights' size. With
+``int8=True`` the codec convolutions and large linears are stored as int8
+(:func:`after.runtime.engine.quantize_engine`: 2-3x faster per block, a third of the size, output
+audio within 2-3 % relative error of fp32).
 
 Buffers: any host buffer that is a multiple of ``hop * chunk`` samples works, for batch sizes 1 and
 up (every batch element is generated independently, with its own noise); a new batch size restarts
@@ -39,7 +47,7 @@ from pathlib import Path
 import torch
 
 from after.export.nn_tilde import NnTildeModule
-from after.runtime.engine import TransferEngine
+from after.runtime.engine import TransferEngine, quantize_engine
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ class ExportedAfter(NnTildeModule):
         n_voices: MIDI polyphony.
         seed: noise seed.
         timbre_window, timbre_every: live timbre window and refresh period (latent frames).
+        int8: int8 weights (:func:`after.runtime.engine.quantize_engine`).
     """
 
     hop: int
@@ -74,6 +83,7 @@ class ExportedAfter(NnTildeModule):
         seed: int = 0,
         timbre_window: int = 64,
         timbre_every: int = 8,
+        int8: bool = False,
     ) -> None:
         super().__init__(bundle.sample_rate)
         chunk = bundle.chunk_size if chunk is None else int(chunk)
@@ -82,6 +92,8 @@ class ExportedAfter(NnTildeModule):
                 f"chunk={chunk}: expected a multiple of the model's chunk size {bundle.chunk_size}"
             )
         self.engine = TransferEngine(bundle, n_voices, seed, timbre_window, timbre_every)
+        if int8:
+            quantize_engine(self.engine)
         self.hop = bundle.hop
         self.chunk = chunk
         self.mode = bundle.mode
@@ -96,6 +108,13 @@ class ExportedAfter(NnTildeModule):
         self.engine.start(1)  # streaming mode (state re-sized by each call's batch)
         self._register_methods(self.test_buffer_size())
         self.engine.start(1)  # forget what the test calls left behind
+
+    @torch.jit.unused
+    def export(self, path: str | Path) -> torch.jit.ScriptModule:
+        """Script and save to ``path`` from a fresh stream (batch 1, every cache empty: the file
+        carries the weights and no state)."""
+        self.engine.start(1)
+        return super().export(path)
 
     @torch.jit.unused
     def test_buffer_size(self) -> int:
@@ -252,6 +271,7 @@ class ExportedAfter(NnTildeModule):
 
     @torch.jit.export
     def set_nb_steps(self, value: int) -> int:
+        """Sampling steps from 1 to ``max_steps`` (the model's limit); -1 (refused) otherwise."""
         if value < 1 or value > self.max_steps:
             return -1
         self.engine.set_steps(value)
@@ -286,12 +306,13 @@ def export_model(
     chunk: int | None = None,
     n_voices: int = 8,
     seed: int = 0,
+    int8: bool = False,
 ) -> Path:
     """Script ``bundle`` into the nn~ file ``out`` and check it; problems raise ModelFileError."""
     from after.errors import ModelFileError
 
     out = Path(out)
-    module = ExportedAfter(bundle, chunk=chunk, n_voices=n_voices, seed=seed)
+    module = ExportedAfter(bundle, chunk=chunk, n_voices=n_voices, seed=seed, int8=int8)
     module.export(out)
     problems = check_model_file(out)[0]
     if problems:
@@ -404,9 +425,11 @@ def export_files(
     dataset: str | Path | None = None,
     map_steps: int = 2000,
     seed: int = 0,
+    int8: bool = False,
 ) -> tuple[Path, Path]:
     """``after export``: load a model (``None`` = the embedded default), fit its 2-D timbre map when
-    it has none or a dataset is given, write ``out`` (.ts) and the map picture next to it (.png)."""
+    it has none or a dataset is given, write ``out`` (.ts, int8 weights with ``int8``) and the map
+    picture next to it (.png)."""
     from after.errors import BadInputError
     from after.runtime.bundle import load_bundle
     from after.runtime.timbre_map import collect_timbre_vectors, draw_timbre_map, fit_timbre_map
@@ -426,7 +449,10 @@ def export_files(
     vectors, labels = collect_timbre_vectors(bundle, dataset)
     if bundle.timbre_map is None or dataset is not None:
         bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps, seed=seed)
-    export_model(bundle, out, chunk=chunk, n_voices=n_voices, seed=seed)
+    export_model(bundle, out, chunk=chunk, n_voices=n_voices, seed=seed, int8=int8)
     picture = draw_timbre_map(bundle.timbre_map, vectors, labels, out.with_suffix(".png"))
-    log.info("exported %s (%s model, hop %d) and %s", out, bundle.mode, bundle.hop, picture)
+    log.info(
+        "exported %s (%s model, hop %d, %s weights, %.1f MB) and %s",
+        out, bundle.mode, bundle.hop, "int8" if int8 else "fp32", out.stat().st_size / 1e6, picture,
+    )  # fmt: skip
     return out, picture

@@ -21,6 +21,13 @@ Streaming: a layer keeps one KV cache per sampling step, ``k_cache/v_cache [S, B
 chunk at noise level ``t_i`` attends to the past frames at the same noise level, as in training. In
 streaming mode every call must bring a multiple of ``K`` frames (chunks stay aligned with the offline
 grid).
+
+Cache sizing: ``max_steps`` is only the largest step index allowed. A stream starts with ``S = 0``
+slots (:meth:`LocalChunkAttention.init_state` allocates no cache memory) and the slots grow to the
+number of steps actually used, on the first call that needs them (:meth:`reserve_steps`; existing
+slots are kept, new ones are empty), or are re-allocated empty when the batch size changes. So memory
+follows the sampling steps in use, and a saved TorchScript file of a freshly started model carries no
+cache at all.
 """
 
 import torch
@@ -49,6 +56,13 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rot_dim:
     return torch.cat([x_rot, x[..., rot_dim:]], dim=-1)
 
 
+def needs_normal_tensor(state: torch.Tensor) -> bool:
+    """True when ``state`` was made under ``torch.inference_mode`` but we now run outside it: such a
+    tensor cannot be updated in place there, so the caller replaces it by a normal copy (a host may
+    run its first call in inference mode and change a setting outside it). TorchScript-compatible."""
+    return state.is_inference() and not torch.empty(0).is_inference()
+
+
 def chunk_local_mask(length: int, chunk_size: int, window: int) -> torch.Tensor:
     """Dense reference mask ``[length, length]`` (query, key): True where ``visible(q, k)``."""
     q = torch.arange(length)[:, None]
@@ -64,7 +78,8 @@ class LocalChunkAttention(StreamingModule):
         n_heads: heads ``H`` (``d`` divisible by ``H``).
         chunk_size: ``K`` frames per causal chunk.
         window: ``W`` past frames a query may see.
-        max_steps: number of per-step caches allocated in streaming mode (``S``).
+        max_steps: the most per-step caches a stream may use (steps ``0 .. max_steps - 1``); caches
+            are allocated for the steps in use only (see the module docstring).
         rotary_dim: features of each head rotated by the rotary embedding (even; 0 = head dim).
 
     Shapes: ``x [B, L, d] -> [B, L, d]``; streaming calls need ``L % K == 0``.
@@ -119,24 +134,43 @@ class LocalChunkAttention(StreamingModule):
         self.register_state("cache_len", torch.zeros(0, dtype=torch.long))
 
     def _empty_caches(
-        self, batch_size: int, like: torch.Tensor
+        self, batch_size: int, slots: int, like: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        shape = [self.max_steps, batch_size, self.n_heads, self.window, self.head_dim]
+        """Empty caches ``[slots, B, H, W, Dh]`` (twice) and filled lengths ``[slots]``."""
+        shape = [slots, batch_size, self.n_heads, self.window, self.head_dim]
         k = torch.zeros(shape, dtype=like.dtype, device=like.device)
         v = torch.zeros(shape, dtype=like.dtype, device=like.device)
-        n = torch.zeros(self.max_steps, dtype=torch.long, device=like.device)
+        n = torch.zeros(slots, dtype=torch.long, device=like.device)
         return k, v, n
 
     @torch.jit.unused
     def _init_state(self, batch_size: int) -> None:
+        # no slot yet: they are added by reserve_steps as the steps are used.
         # rot_cos: a float tensor of the layer's dtype/device that exists even with int8 weights
-        self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch_size, self.rot_cos)
+        self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch_size, 0, self.rot_cos)
+
+    @torch.jit.export
+    def reserve_steps(self, batch_size: int, steps: int) -> None:
+        """Make room for steps ``0 .. steps - 1`` of ``batch_size`` streams: a new batch size gets
+        empty caches; otherwise missing slots are appended empty and the filled ones are kept."""
+        like = self.rot_cos
+        if needs_normal_tensor(self.k_cache) or needs_normal_tensor(self.cache_len):
+            self.k_cache, self.v_cache = self.k_cache.clone(), self.v_cache.clone()
+            self.cache_len = self.cache_len.clone()
+        if self.k_cache.dim() != 5 or self.k_cache.size(1) != batch_size:
+            self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch_size, steps, like)
+        elif self.k_cache.size(0) < steps:
+            k, v, n = self._empty_caches(batch_size, steps, like)
+            kept = self.k_cache.size(0)
+            k[:kept] = self.k_cache
+            v[:kept] = self.v_cache
+            n[:kept] = self.cache_len
+            self.k_cache, self.v_cache, self.cache_len = k, v, n
 
     @torch.jit.export
     def clear_cache(self) -> None:
         """Forget the past of every step without reallocating (filled lengths drop to 0)."""
-        if self.cache_len.numel() > 0:
-            self.cache_len.zero_()
+        self.cache_len = torch.zeros_like(self.cache_len)  # not in place: see needs_normal_tensor
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         """``x [B, L, d] -> [B, L, d]``; in streaming mode uses and appends to cache ``step``."""
@@ -150,8 +184,7 @@ class LocalChunkAttention(StreamingModule):
                 raise ValueError("streaming attention needs a multiple of chunk_size frames per call")
             if step < 0 or step >= self.max_steps:
                 raise ValueError("sampling step index is beyond the allocated KV caches (max_steps)")
-            if self.k_cache.dim() != 5 or self.k_cache.size(1) != batch:
-                self.k_cache, self.v_cache, self.cache_len = self._empty_caches(batch, x)
+            self.reserve_steps(batch, step + 1)
             past_k = self.k_cache[step]  # [B, H, W, Dh]
             past_v = self.v_cache[step]
             filled = self.cache_len[step].clone()
