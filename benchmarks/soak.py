@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--eager", action="store_true", help="run the eager engine (default: scripted)")
+    parser.add_argument("--int8", action="store_true", help="int8 weights")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -159,7 +161,14 @@ def main() -> None:
             bundle = random_bundle(codec, diffusion_preset(preset), seed=0, name=f"random-{mode}")
         else:
             bundle = load_bundle(source)
-        pipeline = build_pipeline(bundle, chunk=args.chunk, steps=args.steps, live_timbre=mode == "audio")
+        pipeline = build_pipeline(
+            bundle,
+            chunk=args.chunk,
+            steps=args.steps,
+            live_timbre=mode == "audio",
+            scripted=not args.eager,
+            int8=args.int8,
+        )
         log.info("soak: %s mode, model %s, %.0f minutes", mode, bundle.name, args.minutes)
         result = soak(pipeline, args.minutes, seed=0)
         result["verdict"] = verdict(result)
