@@ -157,7 +157,7 @@ def test_every_batch_element_is_generated_independently(audio_file):
     single = fresh(audio_file).forward_manual(single_in)
     batch = fresh(audio_file).forward_manual(single_in.repeat(4, 1, 1))
     assert batch.shape == (4, 1, 4096)
-    torch.testing.assert_close(batch[0], single[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(batch[0], single[0], rtol=1e-4, atol=1e-4 * float(single.abs().max()))
     for b in range(1, 4):  # same input, own noise: not a copy of element 0
         assert (batch[b] - batch[0]).abs().max() > 1e-3
     model = fresh(audio_file)

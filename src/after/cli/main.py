@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model as an nn~ TorchScript file with its 2-D timbre map"),
     "check-export": ("check_export", "check an exported .ts file the way nn~ loads it"),
     "train": ("train", "train the diffusion model on a dataset's codec latents"),
+    "release": ("release", "write a trained run as a released model folder (safetensors + JSON)"),
     "bench": ("bench", "measure streaming speed per component: real-time factor and latency"),
+    "demo": ("demo", "render example inputs through the model(s) into audio and one HTML page"),
+    "eval": ("eval", "score a model on held-out triplets: metrics, copy rows, pass/fail checks"),
 }
 
 log = logging.getLogger("after")

@@ -56,7 +56,8 @@ def stft_magnitude(audio: torch.Tensor, n_fft: int, hop: int, window: torch.Tens
 class MultiResolutionSTFTLoss(nn.Module):
     """Mean over FFT sizes of spectral convergence + L1 distance of log magnitudes.
 
-    For each size N (Hann window of N, hop N/4): ``||Y| - |X||_F / ||Y|_F`` plus
+    For each size N (Hann window of N, hop N/4): ``||Y| - |X||_F / ||Y|_F`` (norms over the whole
+    batch, so that a nearly silent example cannot blow the ratio up) plus
     ``mean |log|X| - log|Y||`` where X is the prediction and Y the target. With ``perceptual=True``
     both signals first go through an A-weighting FIR, so errors weigh as they are heard.
     """
@@ -95,9 +96,11 @@ class MultiResolutionSTFTLoss(nn.Module):
             window = getattr(self, f"window_{n}")
             x = stft_magnitude(prediction, n, n // 4, window)
             y = stft_magnitude(target, n, n // 4, window)
-            convergence = torch.linalg.norm(y - x, dim=(-2, -1)) / torch.linalg.norm(y, dim=(-2, -1))
+            # one Frobenius norm over the whole batch: a per-example ratio explodes on a nearly
+            # silent crop (its tiny |Y| in the denominator) and then dominates the gradient
+            convergence = torch.linalg.norm(y - x) / torch.linalg.norm(y).clamp_min(1e-8)
             log_distance = (x.log() - y.log()).abs().mean()
-            losses[n] = convergence.mean() + log_distance
+            losses[n] = convergence + log_distance
         return losses
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

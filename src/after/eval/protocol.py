@@ -130,6 +130,11 @@ def load_models(model: str | None = None, midi_model: str | None = None) -> tupl
             "give an audio model with --model"
         )
     slots[bundle.mode] = bundle
+    if model is None and midi_model is None and slots["midi"] is None:
+        from after.runtime.bundle import DEFAULT_MIDI_MODEL_NAME, models_dir
+
+        if (models_dir() / DEFAULT_MIDI_MODEL_NAME).is_dir():  # the embedded MIDI model, when shipped
+            slots["midi"] = load_bundle(DEFAULT_MIDI_MODEL_NAME)
     return slots["audio"], slots["midi"]
 
 

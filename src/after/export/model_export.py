@@ -431,7 +431,7 @@ def export_files(
     it has none or a dataset is given, write ``out`` (.ts, int8 weights with ``int8``) and the map
     picture next to it (.png)."""
     from after.errors import BadInputError
-    from after.runtime.bundle import load_bundle
+    from after.runtime.bundle import default_model_name, load_bundle
     from after.runtime.timbre_map import collect_timbre_vectors, draw_timbre_map, fit_timbre_map
 
     out = Path(out)
@@ -439,7 +439,7 @@ def export_files(
         raise BadInputError(f"{out}: the exported file must end in .ts (nn~ looks for NAME.ts)")
     if n_voices < 1:
         raise BadInputError(f"voices={n_voices}: expected >= 1")
-    bundle = load_bundle(source)
+    bundle = load_bundle(default_model_name("midi" if midi else "audio") if source is None else source)
     if midi and bundle.mode != "midi":
         raise BadInputError(f"--midi: model {bundle.name!r} is an audio model (its structure is audio)")
     if chunk is not None and (chunk < 1 or chunk % bundle.chunk_size):

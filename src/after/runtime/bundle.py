@@ -47,6 +47,16 @@ CODEC_FILE = "codec.safetensors"
 DIFFUSION_FILE = "diffusion.safetensors"
 MAP_FILE = "timbre_map.safetensors"
 DEFAULT_MODEL_NAME = "default"
+"""Name of the embedded audio-to-audio model (``src/after/models/default/``)."""
+DEFAULT_MIDI_MODEL_NAME = "default-midi"
+"""Name of the embedded MIDI-to-audio model (``src/after/models/default-midi/``)."""
+
+
+def default_model_name(mode: str) -> str:
+    """Name of the embedded model for ``mode`` (``"audio"`` or ``"midi"``)."""
+    return DEFAULT_MIDI_MODEL_NAME if mode == "midi" else DEFAULT_MODEL_NAME
+
+
 """Name of the model embedded in the package (``src/after/models/default/``)."""
 
 
@@ -150,24 +160,34 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _save_weights(module: nn.Module, path: Path) -> str:
+def _save_weights(module: nn.Module, path: Path, fp16: bool = False) -> str:
+    """Write ``module``'s state as safetensors (float32 tensors stored as float16 with ``fp16``)."""
     from safetensors.torch import save_file
 
-    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in module.state_dict().items()}
+    tensors = {}
+    for key, value in module.state_dict().items():
+        value = value.detach().cpu()
+        if fp16 and value.dtype == torch.float32:
+            value = value.half()
+        tensors[key] = value.contiguous().clone()
     save_file(tensors, str(path))
     return _sha256(path)
 
 
-def release_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
-    """Write ``bundle`` as a released model folder (see the module docstring); returns the folder."""
+def release_bundle(bundle: ModelBundle, out_dir: str | Path, fp16: bool = False) -> Path:
+    """Write ``bundle`` as a released model folder (see the module docstring); returns the folder.
+
+    With ``fp16`` the weights are stored as float16 (half the size); they load back into float32
+    modules.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        CODEC_FILE: _save_weights(bundle.codec, out / CODEC_FILE),
-        DIFFUSION_FILE: _save_weights(bundle.model, out / DIFFUSION_FILE),
+        CODEC_FILE: _save_weights(bundle.codec, out / CODEC_FILE, fp16),
+        DIFFUSION_FILE: _save_weights(bundle.model, out / DIFFUSION_FILE, fp16),
     }
     if bundle.timbre_map is not None:
-        files[MAP_FILE] = _save_weights(bundle.timbre_map, out / MAP_FILE)
+        files[MAP_FILE] = _save_weights(bundle.timbre_map, out / MAP_FILE, fp16)
     elif (out / MAP_FILE).exists():
         (out / MAP_FILE).unlink()
     description = {
@@ -183,6 +203,7 @@ def release_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
         "codec": to_dict(bundle.codec_config),
         "diffusion": to_dict(bundle.diffusion_config),
         "files": files,
+        "weights_dtype": "float16" if fp16 else "float32",
     }
     tmp = out / (MODEL_FILE + ".tmp")
     tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
@@ -229,6 +250,10 @@ def _load_weights(module: nn.Module, path: Path, expected_sha256: str | None, wh
         tensors = load_file(str(path))
     except Exception as error:
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
+    reference = module.state_dict()
+    for key, value in tensors.items():  # float16 storage (released with fp16) -> the module's dtype
+        if key in reference and value.dtype == torch.float16 and reference[key].dtype != torch.float16:
+            tensors[key] = value.to(reference[key].dtype)
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -318,11 +343,13 @@ def _codec_config_of(handle: Any) -> CodecConfig:
 def load_bundle(path_or_name: str | Path | None = None) -> ModelBundle:
     """Load a released model folder, a diffusion run folder or a packaged model by name.
 
-    ``None`` loads the embedded default model (:data:`DEFAULT_MODEL_NAME`).
+    ``None`` loads the embedded default model (:data:`DEFAULT_MODEL_NAME`; the MIDI one is
+    :data:`DEFAULT_MIDI_MODEL_NAME`).
     Raises :class:`ModelFileError` with a message naming the file and the problem.
     """
-    if path_or_name is None or str(path_or_name) == "":
-        folder = models_dir() / DEFAULT_MODEL_NAME
+    name = str(path_or_name) if path_or_name else DEFAULT_MODEL_NAME
+    if name in (DEFAULT_MODEL_NAME, DEFAULT_MIDI_MODEL_NAME):
+        folder = models_dir() / name
         if not (folder / MODEL_FILE).is_file():
             raise ModelFileError(
                 f"no default model is installed yet ({folder} has no {MODEL_FILE}); "
@@ -358,3 +385,22 @@ def load_bundle(path_or_name: str | Path | None = None) -> ModelBundle:
     raise ModelFileError(
         f"{path}: not a model folder (no {MODEL_FILE} of a released model, no config.json of a run)"
     )
+
+
+def release_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    fp16: bool = False,
+    dataset: str | Path | None = None,
+    map_steps: int = 2000,
+) -> Path:
+    """``after release``: load a diffusion run folder, fit its 2-D timbre map (on ``dataset``'s
+    chunks when given, else on synthetic references) and write a released model folder."""
+    from after.runtime.timbre_map import collect_timbre_vectors, fit_timbre_map
+
+    bundle = load_bundle(Path(run_dir))
+    bundle.name = name or Path(out_dir).name
+    vectors, labels = collect_timbre_vectors(bundle, dataset)
+    bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)
+    return release_bundle(bundle, out_dir, fp16=fp16)

@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 
 from after.errors import BadInputError, ModelFileError
-from after.runtime.bundle import DEFAULT_MODEL_NAME, ModelBundle
+from after.runtime.bundle import DEFAULT_MIDI_MODEL_NAME, DEFAULT_MODEL_NAME, ModelBundle
 
 log = logging.getLogger(__name__)
 
 MODES = ("audio", "midi")
-DEFAULT_MODELS: dict[str, str] = {"audio": DEFAULT_MODEL_NAME, "midi": "default-midi"}
+DEFAULT_MODELS: dict[str, str] = {"audio": DEFAULT_MODEL_NAME, "midi": DEFAULT_MIDI_MODEL_NAME}
 """Packaged model (folder of ``src/after/models/``) the demo uses for each mode."""
 MODE_TITLES = {"audio": "audio to audio", "midi": "MIDI to audio"}
 AUDIO_FORMATS = ("wav", "flac")

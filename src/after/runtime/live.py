@@ -66,10 +66,10 @@ def load_pipeline(model: str | None, mode: str = "audio", **settings: Any) -> St
     ``int8`` (int8 weights, default False: 2-3x faster per block, output within 2-3 % of fp32), and
     the other settings of :class:`after.runtime.pipeline.TransferPipeline`).
     """
-    from after.runtime.bundle import load_bundle
+    from after.runtime.bundle import default_model_name, load_bundle
     from after.runtime.pipeline import build_pipeline
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(default_model_name(mode) if model is None else model)
     if bundle.mode != mode:
         raise BadInputError(
             f"model {bundle.name!r} is a {bundle.mode} model; it cannot run in {mode} mode "

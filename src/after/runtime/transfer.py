@@ -74,7 +74,7 @@ def transfer_files(
     Returns the written path. Raises :class:`~after.errors.AfterError` subclasses for bad input.
     """
     from after.data.audio import save_audio
-    from after.runtime.bundle import load_bundle
+    from after.runtime.bundle import default_model_name, load_bundle
     from after.runtime.pipeline import build_pipeline
 
     structure, out = Path(structure), Path(out)
@@ -97,8 +97,8 @@ def transfer_files(
     if tail_s < 0 or not math.isfinite(tail_s):
         raise BadInputError(f"tail={tail_s}: expected seconds >= 0")
 
-    bundle = load_bundle(model)
     is_midi = structure.suffix.lower() in MIDI_EXTENSIONS
+    bundle = load_bundle(default_model_name("midi" if is_midi else "audio") if model is None else model)
     if is_midi and bundle.mode != "midi":
         raise BadInputError(
             f"{structure}: model {bundle.name!r} takes its structure from audio, not from a MIDI file"

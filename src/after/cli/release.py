@@ -1,0 +1,32 @@
+"""``after release``: turn a diffusion run folder into a released model folder (safetensors + JSON)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="diffusion run folder made by `after train`")
+    parser.add_argument("--out", required=True, help="released model folder to write (created)")
+    parser.add_argument(
+        "--name", default=None, help="model name stored in model.json (default: --out's name)"
+    )
+    parser.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset folder whose chunks fit the 2-D timbre map (default: synthetic)",
+    )
+    parser.add_argument("--map-steps", type=int, default=2000, help="optimiser steps of the timbre-map fit")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from after.runtime.bundle import release_run
+
+    folder = release_run(
+        args.run_dir, args.out, name=args.name, fp16=args.fp16, dataset=args.dataset, map_steps=args.map_steps
+    )
+    logging.getLogger("after").info("released %s", folder)
+    return 0

@@ -1,0 +1,72 @@
+"""recipes/default_model.sh runs end to end at a micro scale, skips finished stages and resumes.
+
+Slow (several minutes on two cores): synth 1 minute -> prepare -> codec -> encode -> audio and MIDI
+diffusion models -> released folders that load with :func:`after.runtime.bundle.load_bundle`.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "default_model.sh"
+
+
+def run_recipe(work: Path, models: Path, **overrides: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WORK": str(work),
+        "MODELS_DIR": str(models),
+        "MINUTES": "1",
+        "ACCELERATOR": "cpu",
+        "CODEC_STEPS": "12",
+        "AUDIO_STEPS": "12",
+        "MIDI_STEPS": "12",
+        "CODEC_BATCH": "2",
+        "AUDIO_BATCH": "4",
+        "MIDI_BATCH": "4",
+        "CODEC_CROP": "16384",
+        "CHECKPOINT_EVERY": "6",
+        "MAP_STEPS": "20",
+        "FP16": "1",
+        "AFTER": str(Path(sys.executable).with_name("after")),
+        "OMP_NUM_THREADS": "1",
+        **overrides,
+    }
+    return subprocess.run(["bash", str(RECIPE)], env=env, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.mark.slow
+def test_recipe_builds_loadable_models_and_resumes(tmp_path):
+    import torch
+
+    from after.runtime.bundle import load_bundle
+    from after.train.run import checkpoint_step
+
+    work, models = tmp_path / "work", tmp_path / "models"
+    first = run_recipe(work, models)
+    assert first.returncode == 0, first.stderr[-4000:]
+    for name, mode in (("default", "audio"), ("default_midi", "midi")):
+        bundle = load_bundle(models / name)
+        assert bundle.mode == mode and bundle.sample_rate == 22050
+        assert bundle.timbre_map is not None
+        # float16 storage loads back into float32 modules
+        assert all(p.dtype == torch.float32 for p in bundle.codec.parameters())
+    codec_steps = [checkpoint_step(p) for p in (work / "codec" / "checkpoints").glob("*.ckpt")]
+    assert max(codec_steps) == 12
+
+    # a second run with the same parameters skips every stage
+    again = run_recipe(work, models)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.stderr.count(": done") >= 8, again.stderr
+
+    # more codec steps: the codec resumes from its checkpoint (step 12 -> 18), later stages rerun
+    more = run_recipe(work, models, CODEC_STEPS="18")
+    assert more.returncode == 0, more.stderr[-4000:]
+    assert "synth: done" in more.stderr and "prepare: done" in more.stderr
+    codec_steps = [checkpoint_step(p) for p in (work / "codec" / "checkpoints").glob("*.ckpt")]
+    assert max(codec_steps) == 18
+    assert load_bundle(models / "default").mode == "audio"
