@@ -19,18 +19,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render a paired MIDI/audio corpus with FluidSynth"),
     "prepare": ("prepare", "turn a folder of audio (+ MIDI side-cars) into an lmdb dataset"),
     "info": ("info", "summarise a dataset: chunks, hours, instrument families, skipped files"),
-    "live": ("live", "run a model in real time from a sound card, MIDI port and OSC"),
     "train-codec": ("train_codec", "train the streaming audio codec on a dataset"),
     "export-codec": ("export_codec", "export a trained codec as an nn~ TorchScript file"),
     "encode": ("encode", "add codec latents to every chunk of a dataset (resumable)"),
+    "train": ("train", "train the diffusion model on a dataset's codec latents"),
+    "release": ("release", "write a trained run as a released model folder (safetensors + JSON)"),
     "transfer": ("transfer", "timbre reference + structure (audio or MIDI) -> audio file, offline"),
     "export": ("export", "export a model as an nn~ TorchScript file with its 2-D timbre map"),
     "check-export": ("check_export", "check an exported .ts file the way nn~ loads it"),
-    "train": ("train", "train the diffusion model on a dataset's codec latents"),
-    "release": ("release", "write a trained run as a released model folder (safetensors + JSON)"),
-    "bench": ("bench", "measure streaming speed per component: real-time factor and latency"),
+    "live": ("live", "run a model in real time from a sound card, MIDI port and OSC"),
     "demo": ("demo", "render example inputs through the model(s) into audio and one HTML page"),
     "eval": ("eval", "score a model on held-out triplets: metrics, copy rows, pass/fail checks"),
+    "bench": ("bench", "measure streaming speed per component: real-time factor and latency"),
 }
 
 log = logging.getLogger("after")
