@@ -185,22 +185,13 @@ def draw_walk_map(
     from matplotlib.figure import Figure
 
     from after.runtime.demo_walk import vectors_to_map
-    from after.runtime.timbre_map import COLOURS
+    from after.runtime.timbre_map import scatter_by_label
 
     points = vectors_to_map(timbre_map, background) if len(background) else np.zeros((0, 2))
     figure = Figure(figsize=(5.5, 5.5), dpi=100)
     axes = figure.subplots()
     axes.set_facecolor("#eeeeee")
-    for index, name in enumerate(sorted(set(background_labels))):
-        chosen = np.array([label == name for label in background_labels], dtype=bool)
-        axes.scatter(
-            points[chosen, 0],
-            points[chosen, 1],
-            s=14,
-            alpha=0.7,
-            color=COLOURS[index % len(COLOURS)],
-            label=name,
-        )
+    scatter_by_label(axes, points, list(background_labels), size=14, alpha=0.7)
     axes.plot(positions[:, 0], positions[:, 1], color="black", linewidth=1.4, label="walk")
     if len(positions) >= 2:
         middle = len(positions) // 2

@@ -152,16 +152,7 @@ def draw_timbre_map(
     names = list(labels) if labels is not None else ["timbre"] * len(points)
     figure, axes = plt.subplots(figsize=(6, 6), dpi=150)
     axes.set_facecolor("#d8d8d8")
-    for index, name in enumerate(sorted(set(names))):
-        chosen = np.array([label == name for label in names], dtype=bool)
-        axes.scatter(
-            points[chosen, 0],
-            points[chosen, 1],
-            s=10,
-            alpha=0.8,
-            color=COLOURS[index % len(COLOURS)],
-            label=name,
-        )
+    scatter_by_label(axes, points, names, size=10, alpha=0.8)
     axes.plot([-1, 1, 1, -1, -1], [-1, -1, 1, 1, -1], color="black", linewidth=0.8)
     axes.axhline(0.0, color="black", linewidth=0.4)
     axes.axvline(0.0, color="black", linewidth=0.4)
@@ -229,3 +220,17 @@ def collect_timbre_vectors(
             z = bundle.codec.encode(torch.from_numpy(np.ascontiguousarray(audio[:usable]))[None, None])
             vectors.append(bundle.model.encode_timbre(z)[0].numpy())
     return np.stack(vectors).astype(np.float32), [label for label, _ in items]
+
+
+def scatter_by_label(axes, points: np.ndarray, labels: Sequence[str], size: float, alpha: float) -> None:
+    """Scatter map points ``[N, 2]`` on matplotlib ``axes``: one colour and legend entry per label."""
+    for index, name in enumerate(sorted(set(labels))):
+        chosen = np.array([label == name for label in labels], dtype=bool)
+        axes.scatter(
+            points[chosen, 0],
+            points[chosen, 1],
+            s=size,
+            alpha=alpha,
+            color=COLOURS[index % len(COLOURS)],
+            label=name,
+        )
