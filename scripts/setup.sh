@@ -38,10 +38,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "${PIP[@]}" install -e ".[dev,live,transcribe]"
     touch "$stamp"
 fi
-# Note transcription for `after eval` and `after prepare --midi transcribe` (basic-pitch's ONNX model run
-# by onnxruntime). basic-pitch
-# declares tensorflow, so it goes in without its declared dependencies; we never import its Python code
-# (which needs librosa), only its model file.
+# Note transcription for `after eval` and `after prepare --midi transcribe` runs basic-pitch's ONNX
+# model with onnxruntime. basic-pitch declares tensorflow, so it goes in without its declared
+# dependencies; its Python code (which needs librosa) is never imported, only its model file.
 if ! .venv/bin/python -c "import basic_pitch" >/dev/null 2>&1; then
     echo "setup: installing basic-pitch's transcription model (--no-deps)"
     "${PIP[@]}" install --no-deps "basic-pitch==0.4.0"
