@@ -16,15 +16,6 @@ from after.nn.streaming import get_state, init_state, reset_state, set_state, st
 MINI = dataclasses.replace(codec_preset("tiny"), channels=4, latent_dim=8, strides=(2, 4, 4))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread, and other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_codec(config: CodecConfig = MINI, seed: int = 0) -> Codec:
     torch.manual_seed(seed)
     return Codec.from_config(config).eval()

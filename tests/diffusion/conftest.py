@@ -30,11 +30,3 @@ def small_model(mode: str = "audio", chunk_size: int = 1, window: int = 6, seed:
 def make_model():
     """Factory ``make_model(mode, chunk_size, window, seed)`` of small seeded models."""
     return small_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

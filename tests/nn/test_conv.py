@@ -12,15 +12,6 @@ from after.nn.streaming import init_state, reset_state, streaming
 UNEVEN = [1, 2, 7, 0, 3, 13, 50, 21, 5, 64]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread, and other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_blocks(module, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Stream ``x`` through ``module`` in blocks of the given sizes (the last block takes the rest)."""
     outputs, start = [], 0

@@ -9,15 +9,6 @@ from after.nn.pqmf import PQMF, design_prototype
 from after.nn.streaming import streaming
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread, and other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def error_db(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     return 10 * math.log10((estimate - reference).pow(2).mean().item() / reference.pow(2).mean().item())
 
