@@ -147,6 +147,36 @@ def test_adversarial_phase_updates_codec_and_discriminator(tmp_path):
         assert changed, f"no {prefix} weight changed in the adversarial phase"
 
 
+class FirstCropsNan(torch.utils.data.Dataset):
+    """A synthetic set whose first ``bad`` crops served (in call order) hold a NaN sample."""
+
+    def __init__(self, source: torch.utils.data.Dataset, bad: int) -> None:
+        self.source, self.bad, self.served = source, bad, 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        crop = self.source[index].clone()
+        self.served += 1
+        if self.served <= self.bad:
+            crop[..., 100] = float("nan")
+        return crop
+
+
+def test_non_finite_gradients_skip_the_step_and_training_goes_on(tmp_path, caplog):
+    train_set, val_set = synthetic_sets()
+    poisoned = FirstCropsNan(train_set, bad=4)  # the whole first batch of 4
+    train_codec(tmp_path, tiny_run_config(), quiet_options(max_steps=2), datasets=(poisoned, val_set))
+    checkpoint = load_checkpoint(RunFolder(tmp_path).latest_checkpoint())
+    # the poisoned batch took no step: 2 steps needed 3 batches, and no weight became NaN
+    assert checkpoint["global_step"] == 2
+    assert poisoned.served == 12
+    weights = [v for v in checkpoint["state_dict"].values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in weights)
+    assert "gradients are not finite" in caplog.text
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import sys

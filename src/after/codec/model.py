@@ -215,6 +215,7 @@ class Codec(nn.Module):
         sample_rate: audio rate in Hz.
         hop: audio samples per latent frame.
         latent_dim: latent channels ``D``.
+        band_gain: fixed gain on the bands inside the codec (see :class:`~after.codec.config.CodecConfig`).
         encoder_latency / decoder_latency: the parts of ``latency`` due to PQMF analysis / synthesis.
         latency: audio-in to audio-out algorithmic delay in samples (beyond one block).
     """
@@ -222,6 +223,7 @@ class Codec(nn.Module):
     sample_rate: int
     hop: int
     latent_dim: int
+    band_gain: float
     encoder_latency: int
     decoder_latency: int
     latency: int
@@ -243,6 +245,7 @@ class Codec(nn.Module):
         loudness: bool = True,
         weight_norm: bool = True,
         pqmf_attenuation_db: float = 100.0,
+        band_gain: float = 20.0,
     ) -> None:
         super().__init__()
         self.pqmf = PQMF(n_bands, pqmf_attenuation_db)
@@ -263,6 +266,7 @@ class Codec(nn.Module):
             weight_norm,
         )
         initialise_codec_weights(self)
+        self.band_gain = float(band_gain)
         self.sample_rate = sample_rate
         self.hop = n_bands * math.prod(strides)
         self.latent_dim = latent_dim
@@ -289,11 +293,12 @@ class Codec(nn.Module):
             loudness=config.loudness,
             weight_norm=config.weight_norm,
             pqmf_attenuation_db=config.pqmf_attenuation_db,
+            band_gain=config.band_gain,
         )
 
     def encode_with_regulariser(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``audio [B, 1, T] -> (z [B, D, T // hop], regulariser [])``."""
-        return self.bottleneck(self.encoder(self.pqmf.analysis(audio)))
+        return self.bottleneck(self.encoder(self.pqmf.analysis(audio) * self.band_gain))
 
     @torch.jit.export
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
@@ -303,7 +308,7 @@ class Codec(nn.Module):
     @torch.jit.export
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``z [B, latent_dim, L] -> audio [B, 1, L * hop]``."""
-        return self.pqmf.synthesis(self.decoder(z))
+        return self.pqmf.synthesis(self.decoder(z) / self.band_gain)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: ``audio [B, 1, T] -> (reconstruction [B, 1, T // hop * hop], z, regulariser)``.

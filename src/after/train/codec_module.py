@@ -18,6 +18,7 @@ compared with the input delayed by that much).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from after.codec.losses import (
 )
 from after.errors import BadInputError
 from after.train.run import TrainerOptions, build_trainer, fit, prepare_run
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ class CodecTrainingConfig:
 
 TRAINING_PRESETS: dict[str, CodecTrainingConfig] = {
     "base": CodecTrainingConfig(),
-    "small": CodecTrainingConfig(batch_size=8, crop_samples=65_536, adversarial_start=100_000),
+    "small": CodecTrainingConfig(
+        batch_size=8, crop_samples=65_536, learning_rate=5e-4, adversarial_start=100_000
+    ),
     "tiny": CodecTrainingConfig(
         batch_size=4,
         crop_samples=16_384,
@@ -109,6 +114,7 @@ class CodecModule(L.LightningModule):
     def __init__(self, codec: nn.Module, training: CodecTrainingConfig, sample_rate: int) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.skipped_steps = 0
         self.codec = codec
         self.training_config = training
         self.sample_rate = int(sample_rate)
@@ -156,6 +162,26 @@ class CodecModule(L.LightningModule):
         )
         return [generator, discriminator]
 
+    def _clipped_step(self, optimizer: torch.optim.Optimizer, model: nn.Module, name: str) -> torch.Tensor:
+        """Clip ``model``'s gradients by norm and step ``optimizer``, unless the norm is not finite.
+
+        A step whose gradients hold NaN or inf is skipped with a warning (the weights and the
+        optimiser state stay as they were), so that one bad batch cannot poison a long run. Under
+        DDP the gradients are already averaged across ranks here, so every rank takes the same
+        decision. Returns the norm before clipping.
+        """
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.training_config.grad_clip)
+        if torch.isfinite(norm):
+            optimizer.step()
+        else:
+            self.skipped_steps += 1
+            log.warning(
+                "step %d: %s gradients are not finite (norm %s); step skipped (%d so far)",
+                self.global_step, name, norm.item(), self.skipped_steps,
+            )  # fmt: skip
+        optimizer.zero_grad()
+        return norm.detach()
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         cfg = self.training_config
         audio = self._augment(batch)  # [B, 1, T]
@@ -171,10 +197,7 @@ class CodecModule(L.LightningModule):
             loss = hinge_discriminator_loss(real_logits, fake_logits)
             discriminator_opt.zero_grad()
             self.manual_backward(loss)
-            self.clip_gradients(
-                discriminator_opt, gradient_clip_val=cfg.grad_clip, gradient_clip_algorithm="norm"
-            )
-            discriminator_opt.step()
+            self._clipped_step(discriminator_opt, self.discriminator, "discriminator")
             self.log("train/discriminator", loss, prog_bar=True)
             return loss.detach()
 
@@ -199,8 +222,7 @@ class CodecModule(L.LightningModule):
             self.log("train/adversarial", adversarial)
         generator_opt.zero_grad()
         self.manual_backward(loss)
-        self.clip_gradients(generator_opt, gradient_clip_val=cfg.grad_clip, gradient_clip_algorithm="norm")
-        generator_opt.step()
+        self.log("train/grad_norm", self._clipped_step(generator_opt, self.codec, "codec"))
         self.log("train/stft", stft, prog_bar=True)
         self.log("train/regularizer", regularizer)
         self.log("train/loss", loss)
