@@ -8,9 +8,7 @@ setup:
 	./scripts/setup.sh
 
 demo: setup
-	$(VENV)/after synth $(OUT)/corpus --minutes 2 --seed 0
-	$(VENV)/after prepare $(OUT)/corpus $(OUT)/data
-	$(VENV)/after info $(OUT)/data
+	$(VENV)/after demo --out $(OUT)
 
 test: setup
 	$(VENV)/python -m pytest

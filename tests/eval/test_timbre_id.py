@@ -1,4 +1,4 @@
-"""Timbre-ID classifier and leakage probe on real FluidSynth renders."""
+"""Timbre-ID classifier (real FluidSynth renders and synthetic tones) and the leakage probe."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import pytest
 from eval_renders import SAMPLE_RATE, melody
 
 from after.errors import BadInputError
-from after.eval.timbre_id import (
-    LogisticRegression,
-    TimbreIdClassifier,
-    leakage_probe,
-    mfcc_statistics,
-    pool_over_time,
-)
+from after.eval.timbre_id import LogisticRegression, TimbreIdClassifier, leakage_probe, pool_over_time
 
 PROGRAMS = (0, 24, 40, 56, 73, 81)  # piano, nylon guitar, violin, trumpet, flute, saw lead
 
@@ -37,11 +31,59 @@ def test_timbre_id_recognises_programs_on_unseen_melodies(render):
     assert classifier.accuracy(train_clips, train_labels, SAMPLE_RATE) == 1.0
 
 
-def test_mfcc_statistics_are_loudness_invariant(render):
-    audio = render(melody(30), 0)
-    np.testing.assert_allclose(
-        mfcc_statistics(audio, SAMPLE_RATE), mfcc_statistics(0.2 * audio, SAMPLE_RATE), atol=1e-3
-    )
+def _tone(kind: str, seed: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Two seconds of notes at random pitches: 'sine', 'square' (odd harmonics) or 'pluck'
+    (sawtooth-like harmonics with a fast decay); silence between notes."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(2 * rate)
+    for start in np.arange(0.0, 1.8, 0.4):
+        f0 = 220.0 * 2 ** (rng.integers(0, 13) / 12)
+        t = np.arange(int(0.3 * rate)) / rate
+        if kind == "sine":
+            note = np.sin(2 * np.pi * f0 * t)
+        elif kind == "square":
+            note = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 16, 2))
+        else:
+            note = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 16)) * np.exp(-t / 0.05)
+        begin = int(start * rate)
+        out[begin : begin + note.size] += note
+    return out.astype(np.float32)
+
+
+def test_timbre_id_separates_synthetic_timbres_and_groups_them():
+    kinds = ("sine", "square", "pluck")
+    train = [_tone(k, seed) for k in kinds for seed in range(3)]
+    labels = [k for k in kinds for _ in range(3)]
+    test = [_tone(k, seed) for k in kinds for seed in (10, 11)]
+    truth = [k for k in kinds for _ in range(2)]
+    classifier = TimbreIdClassifier().fit(train, labels, SAMPLE_RATE)
+    assert classifier.predict(test, SAMPLE_RATE) == truth
+    again = TimbreIdClassifier().fit(train, labels, SAMPLE_RATE)
+    np.testing.assert_array_equal(again.scores(test[0], SAMPLE_RATE), classifier.scores(test[0], SAMPLE_RATE))
+    # fine labels grouped: sine and square are "steady", pluck is "plucked"
+    group = {"sine": "steady", "square": "steady", "pluck": "plucked"}
+    grouped = TimbreIdClassifier().fit(train, labels, SAMPLE_RATE, groups=[group[k] for k in labels])
+    assert grouped.groups_ == ["plucked", "steady"]
+    assert grouped.predict(test, SAMPLE_RATE) == [group[k] for k in truth]
+    assert grouped.accuracy(test, [group[k] for k in truth], SAMPLE_RATE) == 1.0
+
+
+def test_timbre_id_refuses_bad_input():
+    clips = [_tone("sine", 0), _tone("square", 0)]
+    with pytest.raises(BadInputError, match="not fitted"):
+        TimbreIdClassifier().predict(clips, SAMPLE_RATE)
+    with pytest.raises(BadInputError, match="2 clips, 1 labels"):
+        TimbreIdClassifier().fit(clips, ["a"], SAMPLE_RATE)
+    with pytest.raises(BadInputError, match="two groups"):
+        TimbreIdClassifier().fit([*clips, clips[0]], ["a", "b", "a"], SAMPLE_RATE, groups=["x", "y", "y"])
+    with pytest.raises(BadInputError, match="2 distinct labels"):
+        TimbreIdClassifier().fit(clips, ["a", "a"], SAMPLE_RATE)
+    fitted = TimbreIdClassifier().fit(clips, ["a", "b"], SAMPLE_RATE)
+    with pytest.raises(BadInputError, match="NaN"):
+        fitted.predict([np.full(SAMPLE_RATE, np.nan, dtype=np.float32)], SAMPLE_RATE)
+    with pytest.raises(BadInputError, match="empty"):
+        fitted.predict([np.zeros(0, dtype=np.float32)], SAMPLE_RATE)
+    assert fitted.predict([np.zeros(SAMPLE_RATE, dtype=np.float32)], SAMPLE_RATE)[0] in ("a", "b")  # silence
 
 
 def test_leakage_probe_is_at_chance_without_information_and_high_with_it():

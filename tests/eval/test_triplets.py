@@ -10,6 +10,7 @@ from eval_renders import melody
 
 from after.data import transcription
 from after.data.gm import family_of
+from after.data.instruments import eligible_programs, program_range
 from after.data.synth import split_of
 from after.errors import BadInputError, DatasetError
 from after.eval import report
@@ -21,6 +22,7 @@ from after.eval.triplets import (
     build_triplets,
     heldout_sources,
     render_triplet,
+    timbre_training_notes,
     timbre_training_set,
 )
 
@@ -69,6 +71,26 @@ def test_training_sources_are_refused(sources):
         build_triplets(leaked, 4)
     with pytest.raises(DatasetError, match="at least 2"):
         build_triplets(sources[:1], 4)
+
+
+def test_timbre_training_renders_play_where_the_triplets_play_the_program(sources):
+    programs = [0, 33, 73, 105]  # piano, bass, flute, banjo
+    renders = timbre_training_notes(sources, programs, per_program=4, clip_s=3.0, seed=1)
+    assert [program for _, _, program in renders] == [p for p in programs for _ in range(4)]
+    assert [sf for _, sf, _ in renders[:4]] == [*DEFAULT_SOUNDFONTS, *DEFAULT_SOUNDFONTS]
+    assert timbre_training_notes(sources, programs, per_program=4, clip_s=3.0, seed=1) == renders
+    for notes, _, program in renders:
+        assert len(notes) >= 3 and {n.program for n in notes} == {program}
+        assert max(n.end for n in notes) <= 3.0 + 0.1 + 1e-9
+        pitches = [n.pitch for n in notes]
+        # inside the range the program shares with some program of another family (a content's)
+        shared = []
+        for other in eligible_programs():
+            if family_of(other) != family_of(program):
+                (a, b), (c, d) = program_range(program), program_range(other)
+                if min(b, d) - max(a, c) >= 12:
+                    shared.append((max(a, c), min(b, d)))
+        assert any(low <= min(pitches) and max(pitches) <= high for low, high in shared)
 
 
 def test_rendered_triplet_shares_soundfont_between_style_and_target(sources, renderer):

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, help="sampling steps (default: each model's own)")
     parser.add_argument(
-        "--timbre-renders", type=int, default=4, help="renders per program to train timbre-ID (default 4)"
+        "--timbre-renders", type=int, default=6, help="renders per program to train timbre-ID (default 6)"
     )
     parser.add_argument("--report", default="eval-report", help="folder for report.md, plots and eval.json")
     parser.add_argument("--json", help="also write the result (rows, summary, checks) to this JSON file")

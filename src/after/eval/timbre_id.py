@@ -1,12 +1,14 @@
-"""Timbre identification and leakage probes: linear classifiers on fixed features.
+"""Timbre identification and leakage probes.
 
+- :class:`TimbreIdClassifier`: recognises which program (or any label) played a clip. Every clip
+  is cut into short windows of fixed timbre descriptors (:func:`after.eval.timbre_features.window_features`);
+  a nearest-neighbour classifier in the discriminant space of the training labels
+  (:class:`after.eval.discriminant.DiscriminantNeighbours`) votes on every window, and the clip
+  goes to the label (or the group of labels, e.g. the instrument family of a program) with the
+  highest mean log-probability over its windows. Trained on separate renders of the programs, it
+  scores an output by whether it is recognised as the timbre reference's program or family.
 - :class:`LogisticRegression`: multinomial logistic regression with L2 penalty on standardised
   features, fitted with L-BFGS (scipy), deterministic.
-- :func:`mfcc_statistics`: per-clip feature vector, mean and standard deviation over frames of
-  MFCCs 1..19 plus their deltas' standard deviation (57 numbers).
-- :class:`TimbreIdClassifier`: predicts the General MIDI program (or any label) of a clip from
-  :func:`mfcc_statistics`; trained on separate renders of the programs, it scores an output by
-  whether it is recognised as the timbre reference's program.
 - :func:`leakage_probe`: how well a linear probe predicts a label (e.g. the program) from features
   (e.g. the time-pooled structure code ``s``); accuracy near chance means no leak.
 """
@@ -21,9 +23,9 @@ import scipy.optimize
 import scipy.special
 
 from after.errors import BadInputError
-from after.eval.features import EVAL_SAMPLE_RATE, mfcc, rms_normalise, to_eval_rate
-
-STAT_MFCCS = 20  # c0..c19 computed, c0 dropped
+from after.eval.discriminant import DiscriminantNeighbours
+from after.eval.discriminant import check_features as _check_features
+from after.eval.timbre_features import window_features
 
 
 class LogisticRegression:
@@ -95,45 +97,74 @@ class LogisticRegression:
         return float(np.mean([p == t for p, t in zip(predicted, labels)]))
 
 
-def _check_features(features: np.ndarray) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise BadInputError(f"features of shape {x.shape}: expected a non-empty [N, F] array")
-    if not np.isfinite(x).all():
-        raise BadInputError("features contain NaN or infinite values")
-    return x
-
-
-def mfcc_statistics(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Feature vector ``[57]`` of one clip: mean and std over frames of MFCCs 1..19 and std of
-    their first difference (16 kHz, hop 500, loudness-normalised)."""
-    coefficients = mfcc(
-        rms_normalise(to_eval_rate(audio, sample_rate)), EVAL_SAMPLE_RATE, STAT_MFCCS, hop=500
-    )
-    coefficients = coefficients[1:]  # drop c0: [19, frames]
-    delta = np.diff(coefficients, axis=1) if coefficients.shape[1] > 1 else np.zeros_like(coefficients)
-    return np.concatenate([coefficients.mean(axis=1), coefficients.std(axis=1), delta.std(axis=1)])
-
-
 class TimbreIdClassifier:
-    """Recognises which program (label) played a clip, from :func:`mfcc_statistics`."""
+    """Recognises which label (e.g. General MIDI program) played a clip, window by window.
 
-    def __init__(self, l2: float = 1e-3) -> None:
-        self.model = LogisticRegression(l2=l2)
+    Args:
+        neighbours, shrinkage: of the :class:`~after.eval.discriminant.DiscriminantNeighbours`
+            voting on every window.
+        window_s, hop_s: window length and hop in seconds (see
+            :func:`~after.eval.timbre_features.window_features`).
+    """
+
+    def __init__(
+        self, neighbours: int = 5, shrinkage: float = 0.05, window_s: float = 0.5, hop_s: float = 0.25
+    ) -> None:
+        self.model = DiscriminantNeighbours(neighbours=neighbours, shrinkage=shrinkage)
+        self.window_s = float(window_s)
+        self.hop_s = float(hop_s)
+        self.groups_: list[Hashable] = []
+        self._membership: np.ndarray | None = None  # [labels, groups] 0/1
+
+    def _windows(self, clip: np.ndarray, sample_rate: int) -> np.ndarray:
+        return window_features(clip, sample_rate, self.window_s, self.hop_s)
 
     def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[Hashable], sample_rate: int
+        self,
+        clips: Sequence[np.ndarray],
+        labels: Sequence[Hashable],
+        sample_rate: int,
+        groups: Sequence[Hashable] | None = None,
     ) -> TimbreIdClassifier:
-        """Train on audio ``clips`` (each ``[T]`` at ``sample_rate``) and their labels."""
-        self.model.fit(np.stack([mfcc_statistics(c, sample_rate) for c in clips]), labels)
+        """Train on audio ``clips`` (each ``[T]`` at ``sample_rate``) and their labels.
+
+        ``groups`` (one per clip, optional) are what :meth:`predict` returns: the discriminant
+        space separates the fine ``labels`` (programs, say) and a clip's score for a group (its
+        family) is the summed probability of the group's labels. Each label must lie in one group.
+        """
+        labels = list(labels)
+        groups = labels if groups is None else list(groups)
+        if not (len(clips) == len(labels) == len(groups)):
+            raise BadInputError(f"{len(clips)} clips, {len(labels)} labels and {len(groups)} groups")
+        group_of: dict[Hashable, Hashable] = {}
+        for label, group in zip(labels, groups):
+            if group_of.setdefault(label, group) != group:
+                raise BadInputError(f"label {label!r} is in two groups: {group_of[label]!r} and {group!r}")
+        windows = [self._windows(clip, sample_rate) for clip in clips]  # each [W_i, F]
+        rows = np.concatenate(windows)  # [sum W_i, F]
+        row_labels = [label for label, w in zip(labels, windows) for _ in range(w.shape[0])]
+        self.model.fit(rows, row_labels)
+        self.groups_ = sorted(set(groups), key=repr)
+        column = {g: j for j, g in enumerate(self.groups_)}
+        self._membership = np.zeros((len(self.model.classes_), len(self.groups_)))
+        for i, label in enumerate(self.model.classes_):
+            self._membership[i, column[group_of[label]]] = 1.0
         return self
 
+    def scores(self, clip: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mean over the clip's windows of the log-probability of every group: ``[groups]``
+        (columns in the order of ``groups_``)."""
+        if self._membership is None:
+            raise BadInputError("classifier is not fitted yet: call fit() first")
+        probabilities = self.model.predict_proba(self._windows(clip, sample_rate))  # [W, labels]
+        return np.log(probabilities @ self._membership).mean(axis=0)  # [W, groups] -> [groups]
+
     def predict(self, clips: Sequence[np.ndarray], sample_rate: int) -> list[Hashable]:
-        """Predicted label of each clip."""
-        return self.model.predict(np.stack([mfcc_statistics(c, sample_rate) for c in clips]))
+        """Predicted group (the label itself when fitted without groups) of each clip."""
+        return [self.groups_[int(np.argmax(self.scores(clip, sample_rate)))] for clip in clips]
 
     def accuracy(self, clips: Sequence[np.ndarray], labels: Sequence[Hashable], sample_rate: int) -> float:
-        """Fraction of clips whose predicted label equals the given one."""
+        """Fraction of clips whose predicted group equals the given one."""
         predicted = self.predict(clips, sample_rate)
         return float(np.mean([p == t for p, t in zip(predicted, labels)]))
 

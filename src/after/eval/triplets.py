@@ -243,28 +243,55 @@ def render_triplet(triplet: Triplet, renderer) -> RenderedTriplet:
     return RenderedTriplet(triplet, content, style, target, renderer.sample_rate)
 
 
-def timbre_training_set(
+def timbre_training_notes(
     sources: Sequence[EvalSource],
     programs: Sequence[int],
-    renderer,
     soundfonts: Sequence[str] = DEFAULT_SOUNDFONTS,
-    per_program: int = 4,
-    clip_s: float = 4.0,
+    per_program: int = 6,
+    clip_s: float = 8.0,
     seed: int = 0,
-) -> tuple[list[np.ndarray], list[int]]:
-    """Clips and program labels for training a timbre-ID classifier: ``per_program`` renders of
-    each program, of sources drawn at random (pass sources not used by the triplets), cycling
-    through the soundfonts."""
+) -> list[tuple[tuple[Note, ...], str, int]]:
+    """``(notes, soundfont, program)`` of every timbre-ID training render (see
+    :func:`timbre_training_set`), program by program, ``per_program`` each."""
     rng = np.random.default_rng(seed)
     usable = [clip_notes(s.notes, clip_s) for s in sources]
     usable = [notes for notes in usable if len(notes) >= MIN_NOTES]
     if not usable:
         raise DatasetError(f"no source with >= {MIN_NOTES} notes for timbre-ID training")
-    clips, labels = [], []
+    if not soundfonts:
+        raise BadInputError("timbre_training_notes: expected at least one soundfont")
+    candidates = eligible_programs()
+    renders = []
     for program in programs:
+        partners = [p for p in candidates if family_of(p) != family_of(program) and _shared_range(p, program)]
+        if not partners:
+            raise BadInputError(f"no program shares {MIN_SHARED_RANGE} semitones with {program}")
         for k in range(per_program):
-            notes = assign_program(usable[int(rng.integers(len(usable)))], program)
-            soundfont = str(soundfonts[k % len(soundfonts)])
-            clips.append(render_notes(renderer, notes, soundfont, program, clip_s + 0.5))
-            labels.append(int(program))
-    return clips, labels
+            notes = usable[int(rng.integers(len(usable)))]
+            low, high = _shared_range(partners[int(rng.integers(len(partners)))], program)  # type: ignore[misc]
+            moved = tuple(replace(n, program=int(program)) for n in _move_into(notes, low, high))
+            renders.append((moved, str(soundfonts[k % len(soundfonts)]), int(program)))
+    return renders
+
+
+def timbre_training_set(
+    sources: Sequence[EvalSource],
+    programs: Sequence[int],
+    renderer,
+    soundfonts: Sequence[str] = DEFAULT_SOUNDFONTS,
+    per_program: int = 6,
+    clip_s: float = 8.0,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[int]]:
+    """Clips and program labels for training a timbre-ID classifier: ``per_program`` renders of
+    each program, ``clip_s + 0.5`` seconds long, of sources drawn at random (pass sources not used
+    by the triplets), cycling through the soundfonts.
+
+    Each render plays its notes in the register where :func:`build_triplets` plays the program:
+    moved into the range it shares with a random program of another family (as a target shares
+    its range with the content's program), so the classifier learns each program where it is
+    heard in the protocol.
+    """
+    renders = timbre_training_notes(sources, programs, soundfonts, per_program, clip_s, seed)
+    clips = [render_notes(renderer, notes, sf, program, clip_s + 0.5) for notes, sf, program in renders]
+    return clips, [program for _, _, program in renders]
