@@ -188,7 +188,11 @@ def test_bad_osc_values_are_logged_and_ignored(tmp_path, caplog):
     assert any("/after/volume" in r.getMessage() for r in warnings)
 
 
-def test_cli_live_without_a_pipeline_is_one_clear_line(tmp_path, caplog):
+def test_cli_live_without_a_pipeline_is_one_clear_line(tmp_path, caplog, monkeypatch):
+    import after.runtime.bundle as bundle_module
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(bundle_module, "models_dir", lambda: tmp_path / "models")
     save_audio(tmp_path / "in.wav", noisy_tone(0.1), RATE)
     with pytest.raises(AfterError, match="no default model is installed yet"):
         load_pipeline(None, "audio")
