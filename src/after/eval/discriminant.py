@@ -30,6 +30,21 @@ def check_features(features: np.ndarray) -> np.ndarray:
     return x
 
 
+def index_labels(labels: Sequence[Hashable], rows: int) -> tuple[list[Hashable], np.ndarray]:
+    """Sorted distinct ``labels`` and each label's index in them (``[rows]``) for a classifier fit.
+
+    Refuses a label count that differs from ``rows`` (feature rows) or fewer than 2 distinct labels.
+    """
+    labels = list(labels)
+    if len(labels) != rows:
+        raise BadInputError(f"{rows} feature rows but {len(labels)} labels")
+    classes = sorted(set(labels), key=repr)
+    if len(classes) < 2:
+        raise BadInputError(f"need at least 2 distinct labels to fit a classifier, got {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([index[label] for label in labels])
+
+
 class DiscriminantNeighbours:
     """k-nearest-neighbour votes in the linear discriminant score space of the training classes.
 
@@ -57,14 +72,7 @@ class DiscriminantNeighbours:
     def fit(self, features: np.ndarray, labels: Sequence[Hashable]) -> DiscriminantNeighbours:
         """Fit on ``features [N, F]`` and ``N`` labels (any hashable values, at least 2 distinct)."""
         x = check_features(features)
-        labels = list(labels)
-        if len(labels) != x.shape[0]:
-            raise BadInputError(f"{x.shape[0]} feature rows but {len(labels)} labels")
-        self.classes_ = sorted(set(labels), key=repr)
-        if len(self.classes_) < 2:
-            raise BadInputError(f"need at least 2 distinct labels to fit a classifier, got {self.classes_}")
-        index = {c: i for i, c in enumerate(self.classes_)}
-        y = np.array([index[label] for label in labels])  # [N]
+        self.classes_, y = index_labels(labels, x.shape[0])  # y: [N]
         self._mean = x.mean(axis=0)
         spread = x.std(axis=0)
         self._scale = np.where(spread > 1e-12, spread, 1.0)

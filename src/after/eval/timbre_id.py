@@ -23,7 +23,7 @@ import scipy.optimize
 import scipy.special
 
 from after.errors import BadInputError
-from after.eval.discriminant import DiscriminantNeighbours
+from after.eval.discriminant import DiscriminantNeighbours, index_labels
 from after.eval.discriminant import check_features as _check_features
 from after.eval.timbre_features import window_features
 
@@ -45,13 +45,7 @@ class LogisticRegression:
     def fit(self, features: np.ndarray, labels: Sequence[Hashable]) -> LogisticRegression:
         """Fit on ``features [N, F]`` and ``N`` labels (any hashable values, at least 2 distinct)."""
         x = _check_features(features)
-        if len(labels) != x.shape[0]:
-            raise BadInputError(f"{x.shape[0]} feature rows but {len(labels)} labels")
-        self.classes_ = sorted(set(labels), key=repr)
-        if len(self.classes_) < 2:
-            raise BadInputError(f"need at least 2 distinct labels to fit a classifier, got {self.classes_}")
-        index = {c: i for i, c in enumerate(self.classes_)}
-        y = np.array([index[label] for label in labels])
+        self.classes_, y = index_labels(labels, x.shape[0])
         self._mean = x.mean(axis=0)
         self._scale = np.where(x.std(axis=0) > 1e-12, x.std(axis=0), 1.0)
         z = (x - self._mean) / self._scale
