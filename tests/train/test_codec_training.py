@@ -215,3 +215,34 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+
+
+class StartWeights(L.Callback):
+    def on_train_start(self, trainer, module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in module.codec.state_dict().items()}
+
+
+def test_init_from_starts_a_new_run_at_the_source_weights_and_refuses_another_architecture(tmp_path):
+    source = tmp_path / "source"
+    train_codec(
+        source, tiny_run_config(learning_rate=3e-3), quiet_options(max_steps=20), datasets=synthetic_sets()
+    )
+    trained = load_checkpoint(RunFolder(source).latest_checkpoint())["state_dict"]
+    start = StartWeights()
+    train_codec(tmp_path / "tuned", tiny_run_config(), quiet_options(max_steps=1), datasets=synthetic_sets(),
+                callbacks=[start], init_from=source)  # fmt: skip
+    assert start.weights.keys() == {k[len("codec.") :] for k in trained if k.startswith("codec.")}
+    for key, value in start.weights.items():
+        torch.testing.assert_close(value, trained[f"codec.{key}"])
+    # the new run counts its own steps from 0
+    assert checkpoint_step(RunFolder(tmp_path / "tuned").latest_checkpoint()) == 1
+
+    other = tiny_run_config()
+    other["codec"] = {**other["codec"], "latent_dim": other["codec"]["latent_dim"] * 2}
+    with pytest.raises(BadInputError, match=r"source.*latent_dim"):
+        train_codec(
+            tmp_path / "wide", other, quiet_options(max_steps=1), datasets=synthetic_sets(), init_from=source
+        )
+    with pytest.raises(BadInputError, match="no codec checkpoint"):
+        train_codec(tmp_path / "x", tiny_run_config(), quiet_options(max_steps=1), datasets=synthetic_sets(),
+                    init_from=tmp_path / "missing.ckpt")  # fmt: skip

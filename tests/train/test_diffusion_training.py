@@ -322,3 +322,20 @@ def test_missing_or_corrupt_checkpoints_are_refused(world, tmp_path):
     codec_ckpt = next((world["codec"] / "checkpoints").glob("*.ckpt"))
     with pytest.raises(ModelFileError, match="not a diffusion run"):
         load_diffusion_run(codec_ckpt)
+
+
+def test_init_from_copies_the_averaged_weights_into_a_new_run(world, tmp_path):
+    source = tmp_path / "source"
+    common = dict(diffusion=small_model(), changes=training(phase1_steps=1))
+    train_diffusion(source, world["data"], world["codec"], options=options(max_steps=6), **common)
+    averaged, _, _ = load_diffusion_run(source)
+    start = StartState()
+    train_diffusion(tmp_path / "tuned", world["data"], world["codec"], options=options(max_steps=1),
+                    callbacks=[start], init_from=source, **common)  # fmt: skip
+    for key, value in averaged.state_dict().items():
+        torch.testing.assert_close(start.weights[f"model.{key}"], value)
+        torch.testing.assert_close(start.weights[f"ema.module.{key}"], value)
+    wider = dataclasses.replace(small_model(), denoiser=dataclasses.replace(small_model().denoiser, dim=32))
+    with pytest.raises(BadInputError, match=r"architecture differs.*denoiser"):
+        train_diffusion(tmp_path / "wide", world["data"], world["codec"], options=options(max_steps=1),
+                        diffusion=wider, changes=training(), init_from=source)  # fmt: skip

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="start a new run from the weights of this diffusion run folder or checkpoint (fine-tuning)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=None, help="write a checkpoint every N steps")
     parser.add_argument("--val-every", type=int, default=None, help="validate (probe, audio) every N steps")
     parser.add_argument("--phase1-steps", type=int, default=None, help="length of the timbre-only phase")
@@ -58,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
     )
     interrupted = train_diffusion(
-        args.out, args.data, args.codec, args.preset, changes, options, resume=args.resume
+        args.out,
+        args.data,
+        args.codec,
+        args.preset,
+        changes,
+        options,
+        resume=args.resume,
+        init_from=args.init_from,
     )
     return 130 if interrupted else 0

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
     parser.add_argument(
+        "--init-from",
+        default=None,
+        help="start a new run from the weights of this codec run folder or checkpoint (fine-tuning)",
+    )
+    parser.add_argument(
         "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"
     )
     parser.add_argument("--val-every", type=int, default=2_000, help="validate (and log audio) every N steps")
@@ -76,5 +81,12 @@ def run(args: argparse.Namespace) -> int:
     )
     from after.train.codec_module import train_codec
 
-    interrupted = train_codec(args.out, config, options, resume=args.resume, num_workers=args.workers)
+    interrupted = train_codec(
+        args.out,
+        config,
+        options,
+        resume=args.resume,
+        num_workers=args.workers,
+        init_from=args.init_from,
+    )
     return 130 if interrupted else 0

@@ -271,8 +271,13 @@ def train_codec(
     datasets: tuple[Dataset, Dataset | None] | None = None,
     callbacks: list[L.Callback] | None = None,
     num_workers: int = 0,
+    init_from: str | Path | None = None,
 ) -> bool:
     """Train (or resume) the codec described by ``run_config`` into the run folder ``out``.
+
+    ``init_from`` (a codec run folder or checkpoint with the same codec architecture) gives a new
+    run its starting weights: fine-tuning a trained codec on other sounds, or continuing a run whose
+    optimiser state was not kept. It is ignored when the run resumes from its own checkpoint.
 
     ``num_workers`` DataLoader processes read the dataset (0: the training process itself).
 
@@ -302,7 +307,38 @@ def train_codec(
     datamodule = AudioDataModule(
         datasets[0], datasets[1], batch_size=training.batch_size, num_workers=num_workers
     )
+    if init_from is not None:
+        if checkpoint is None:
+            initialise_codec(codec, config["codec"], init_from)
+        else:
+            log.info("resuming %s: --init-from %s is not used", run.path, init_from)
     module = CodecModule(codec, training, codec.sample_rate)
     trainer, checkpoints = build_trainer(run, config, options, callbacks)
     fit(trainer, module, datamodule, checkpoint, seed=options.seed)
     return checkpoints.interrupted
+
+
+def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -> None:
+    """Copy the weights of the codec run or checkpoint ``source`` into ``codec`` (same architecture).
+
+    Raises :class:`~after.errors.BadInputError` naming ``source`` when its codec config differs.
+    """
+    from after.train.run import CONFIG_KEY, RunFolder, load_checkpoint
+
+    path = Path(source)
+    checkpoint_path = RunFolder(path).latest_checkpoint() if path.is_dir() else path
+    if checkpoint_path is None or not checkpoint_path.is_file():
+        raise BadInputError(f"--init-from {source}: no codec checkpoint there (a run folder or .ckpt file)")
+    checkpoint = load_checkpoint(checkpoint_path)
+    source_config = (checkpoint.get(CONFIG_KEY) or {}).get("codec")
+    if source_config is None:
+        raise BadInputError(f"--init-from {checkpoint_path}: not a codec checkpoint (no 'codec' config)")
+    theirs, mine = source_config, codec_config
+    differing = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+    if differing:
+        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differing)
+        raise BadInputError(f"--init-from {checkpoint_path}: codec architecture differs ({details})")
+    state = checkpoint["state_dict"]
+    weights = {k[len("codec.") :]: v.float() for k, v in state.items() if k.startswith("codec.")}
+    codec.load_state_dict(weights)
+    log.info("codec initialised from %s (step %s)", checkpoint_path, checkpoint.get("global_step", "?"))

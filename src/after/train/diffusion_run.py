@@ -212,6 +212,7 @@ def train_diffusion(
     resume: bool = False,
     diffusion: DiffusionConfig | None = None,
     callbacks: list[Any] | None = None,
+    init_from: str | Path | None = None,
 ) -> bool:
     """Train (or resume) a diffusion model on the latents of ``codec_path`` stored in dataset ``data``.
 
@@ -226,6 +227,9 @@ def train_diffusion(
         resume: continue from the latest checkpoint in ``out``.
         diffusion: a model config instead of the preset's (its ``latent_dim`` is set from the codec).
         callbacks: extra Lightning callbacks.
+        init_from: a diffusion run folder or checkpoint of the same architecture whose weights (its
+            moving average) start a new run: fine-tuning on other sounds or on the latents of a
+            retrained codec. Ignored when the run resumes from its own checkpoint.
 
     Returns True when training was interrupted (SIGINT/SIGTERM) after writing a checkpoint.
     """
@@ -271,9 +275,33 @@ def train_diffusion(
         val_batches=training.val_batches,
     )
     module = DiffusionModule(build_model(model_config), model_config, training, codec)
+    if init_from is not None:
+        if checkpoint is None:
+            initialise_diffusion(module, model_config, init_from)
+        else:
+            log.info("resuming %s: --init-from %s is not used", run.path, init_from)
     datamodule = AudioDataModule(
         train_set, val_set, batch_size=training.batch_size, num_workers=training.num_workers
     )
     trainer, checkpoints = build_trainer(run, config, options, callbacks)
     fit(trainer, module, datamodule, checkpoint, seed=options.seed)
     return checkpoints.interrupted
+
+
+def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
+    """Copy the averaged weights of the diffusion run or checkpoint ``source`` into ``module``'s model
+    and its moving average. Raises :class:`BadInputError` naming ``source`` when the architectures
+    (latent size included) differ."""
+    try:
+        model, source_config, _ = load_diffusion_run(source)
+    except ModelFileError as error:
+        raise BadInputError(f"--init-from: {error}") from error
+    mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
+    differing = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if differing:
+        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differing)
+        raise BadInputError(f"--init-from {source}: model architecture differs ({details})")
+    state = model.state_dict()
+    module.model.load_state_dict(state)
+    module.ema.module.load_state_dict(state)
+    log.info("diffusion model initialised from %s", source)
