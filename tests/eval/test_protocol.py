@@ -97,6 +97,29 @@ def test_rows_score_the_right_inputs(result, bundles, options):
     assert rows["copy_structure"]["lsd"] == pytest.approx(lsd(rendered.content, rendered.target, rate))
 
 
+def test_int8_option_runs_the_int8_pipeline_and_codec(bundles, options):
+    """With ``int8`` the model row is what an int8 pipeline gives (not the fp32 output), and the codec
+    row is the int8 codec's reconstruction, close to the fp32 one."""
+    import dataclasses
+
+    audio_bundle, _ = bundles
+    own, _ = _sources(options)
+    triplet = build_triplets(own, options.cases, options.seed, clip_s=options.clip_s)[0]
+    renderer = make_renderer(options.soundfonts, audio_bundle.sample_rate)
+    rendered = render_triplet(triplet, renderer)
+    renderer.close()
+    int8_systems = _systems(audio_bundle, None, dataclasses.replace(options, int8=True))[0]
+    fp32_systems = _systems(audio_bundle, None, options)[0]
+    pipeline = build_pipeline(audio_bundle, seed=options.seed + triplet.index, int8=True)
+    pipeline.set_timbre_audio(rendered.style)
+    expected = pipeline.transfer(rendered.content)[0]
+    np.testing.assert_allclose(int8_systems["audio_to_audio"](rendered), expected, atol=1e-6)
+    assert not np.allclose(fp32_systems["audio_to_audio"](rendered), expected, atol=1e-6)
+    codec8, codec32 = (s["codec_reconstruction"](rendered) for s in (int8_systems, fp32_systems))
+    assert not np.array_equal(codec8, codec32)
+    assert np.linalg.norm(codec8 - codec32) < 0.5 * np.linalg.norm(codec32)
+
+
 def test_a_shared_codec_gives_one_codec_row():
     audio = random_bundle(codec_preset("tiny"), diffusion_preset("tiny"), seed=3)
     midi = random_bundle(codec_preset("tiny"), diffusion_preset("tiny_midi"), seed=3)  # same codec weights

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-card", metavar="PATH", help="write a MODEL_CARD.md for the model here")
     parser.add_argument("--training-run", help="the model's diffusion run folder (facts for the model card)")
     parser.add_argument(
+        "--int8", action="store_true", help="run the models with int8 weights (compare with an fp32 run)"
+    )
+    parser.add_argument(
         "--no-transcription", action="store_true", help="skip note/onset F1 (no basic-pitch transcription)"
     )
 
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         transcription=not args.no_transcription,
         steps=args.steps,
         timbre_per_program=args.timbre_renders,
+        int8=args.int8,
     )
     result = run_eval(
         args.model, args.midi_model, options, args.report, args.json, args.model_card, args.training_run

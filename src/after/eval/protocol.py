@@ -63,6 +63,8 @@ class ProtocolOptions:
         timbre_per_program, timbre_clip_s: renders per program (and their length) for timbre-ID.
         steps: sampling steps of the models (None: each model's default).
         n_boot: bootstrap resamples of every interval.
+        int8: run the models (and the codec reconstruction row) with int8 weights, as
+            ``after transfer --int8`` and the int8 nn~ export do.
     """
 
     cases: int = 40
@@ -74,6 +76,7 @@ class ProtocolOptions:
     timbre_clip_s: float = 8.0
     steps: int | None = None
     n_boot: int = 1000
+    int8: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.cases, bool) or not isinstance(self.cases, int) or self.cases < 1:
@@ -155,12 +158,12 @@ def _at_rate(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def _model_system(
-    bundle: Any, steps: int | None, seed: int
+    bundle: Any, steps: int | None, seed: int, int8: bool = False
 ) -> tuple[Callable[[RenderedTriplet], np.ndarray], Any]:
     """A system running ``bundle`` offline (audio or MIDI structure) and its pipeline."""
     from after.runtime.pipeline import build_pipeline
 
-    pipeline = build_pipeline(bundle, steps=steps, seed=seed)
+    pipeline = build_pipeline(bundle, steps=steps, seed=seed, int8=int8)
     rate = bundle.sample_rate
 
     def system(item: RenderedTriplet) -> np.ndarray:
@@ -177,17 +180,24 @@ def _model_system(
     return system, pipeline
 
 
-def _codec_system(bundle: Any) -> Callable[[RenderedTriplet], np.ndarray]:
+def _codec_system(bundle: Any, int8: bool = False) -> Callable[[RenderedTriplet], np.ndarray]:
     import torch
 
     from after.runtime.pipeline import offline_mode
 
+    codec = bundle.codec
+    if int8:
+        from after.nn.quantize import quantize_dynamic_int8
+        from after.runtime.engine import TransferEngine
+
+        codec = quantize_dynamic_int8(TransferEngine.plain_codec(bundle))
+
     def system(item: RenderedTriplet) -> np.ndarray:
         audio = _at_rate(item.target, item.sample_rate, bundle.sample_rate)
         padded = np.pad(audio, (0, (-audio.size) % bundle.hop))
-        with torch.no_grad(), offline_mode(bundle.codec):
-            z = bundle.codec.encode(torch.from_numpy(padded)[None, None])  # [1, D, L]
-            out = bundle.codec.decode(z)[0, 0].numpy()  # [1, 1, T] -> [T]
+        with torch.no_grad(), offline_mode(codec):
+            z = codec.encode(torch.from_numpy(padded)[None, None])  # [1, D, L]
+            out = codec.decode(z)[0, 0].numpy()  # [1, 1, T] -> [T]
         return _at_rate(out, bundle.sample_rate, item.sample_rate)
 
     return system
@@ -207,13 +217,13 @@ def _systems(audio_bundle: Any, midi_bundle: Any, options: ProtocolOptions) -> t
     systems, latency = {}, {}
     for name, bundle in ((AUDIO_SYSTEM, audio_bundle), (MIDI_SYSTEM, midi_bundle)):
         if bundle is not None:
-            systems[name], pipeline = _model_system(bundle, options.steps, options.seed)
+            systems[name], pipeline = _model_system(bundle, options.steps, options.seed, options.int8)
             latency[name] = 1000.0 * pipeline.latency_samples / bundle.sample_rate
     first = audio_bundle if audio_bundle is not None else midi_bundle
-    systems[CODEC_SYSTEM] = _codec_system(first)
+    systems[CODEC_SYSTEM] = _codec_system(first, options.int8)
     both = audio_bundle is not None and midi_bundle is not None
     if both and not _same_weights(audio_bundle.codec, midi_bundle.codec):
-        systems[CODEC_MIDI_SYSTEM] = _codec_system(midi_bundle)
+        systems[CODEC_MIDI_SYSTEM] = _codec_system(midi_bundle, options.int8)
     return systems, latency
 
 

@@ -112,6 +112,8 @@ def protocol_markdown(result: Mapping[str, Any], plots: Mapping[str, str] | None
     """The whole report as markdown; ``plots`` maps metrics to image file names to link."""
     models = ", ".join(f"{mode}: `{m['name']}`" for mode, m in result["models"].items())
     options = result["options"]
+    if options.get("int8"):
+        models += " (int8 weights)"
     parts = [
         "# Transfer evaluation\n",
         f"Models: {models}. {options['cases']} held-out triplets (seed {options['seed']}), "

@@ -86,7 +86,7 @@ class TransferEngine(nn.Module):
         super().__init__()
         if n_voices < 1 or timbre_window < 1 or timbre_every < 1:
             raise ValueError("n_voices, timbre_window and timbre_every must be >= 1")
-        self.codec = self._plain_codec(bundle)
+        self.codec = self.plain_codec(bundle)
         self.timbre_codec = weight_sharing_copy(self.codec)
         self.model = copy.deepcopy(bundle.model).eval()
         self.has_map = bundle.timbre_map is not None
@@ -122,7 +122,7 @@ class TransferEngine(nn.Module):
 
     @staticmethod
     @torch.jit.unused
-    def _plain_codec(bundle: "ModelBundle") -> nn.Module:  # noqa: F821
+    def plain_codec(bundle: "ModelBundle") -> nn.Module:  # noqa: F821
         """A private copy of the bundle's codec with weight norm baked in (rebuilt from its config:
         deep copies of weight-normed modules are not reliable)."""
         from after.codec.model import Codec
