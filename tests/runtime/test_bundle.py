@@ -146,3 +146,34 @@ def test_run_folder_loads_and_releases(tmp_path):
         build_pipeline(bundle, steps=1).transfer(structure),
         build_pipeline(released, steps=1).transfer(structure),
     )
+
+
+def test_a_released_model_initialises_a_new_codec_and_diffusion_run(released):
+    """``--init-from MODEL`` takes the codec and the diffusion weights of a released model folder."""
+    from after.codec.model import Codec
+    from after.config import to_dict
+    from after.diffusion.model import build_model
+    from after.errors import BadInputError
+    from after.runtime.bundle import is_released_model
+    from after.train.codec_module import initialise_codec
+    from after.train.diffusion_config import train_preset
+    from after.train.diffusion_module import DiffusionModule
+    from after.train.diffusion_run import initialise_diffusion
+
+    bundle, folder = released
+    assert is_released_model(folder) and not is_released_model(folder / "missing")
+    codec = Codec.from_config(bundle.codec_config)
+    initialise_codec(codec, to_dict(bundle.codec_config), folder)
+    for key, value in load_bundle(folder).codec.state_dict().items():
+        torch.testing.assert_close(codec.state_dict()[key], value)
+    wider = {**to_dict(bundle.codec_config), "latent_dim": bundle.codec_config.latent_dim * 2}
+    with pytest.raises(BadInputError, match=f"{folder.name}.*latent_dim"):
+        initialise_codec(codec, wider, folder)
+
+    module = DiffusionModule(
+        build_model(bundle.diffusion_config), bundle.diffusion_config, train_preset("tiny")
+    )
+    initialise_diffusion(module, bundle.diffusion_config, folder)
+    for key, value in bundle.model.state_dict().items():
+        torch.testing.assert_close(module.model.state_dict()[key], value)
+        torch.testing.assert_close(module.ema.module.state_dict()[key], value)

@@ -340,6 +340,15 @@ def _codec_config_of(handle: Any) -> CodecConfig:
         raise ModelFileError(str(error)) from error
 
 
+def is_released_model(path_or_name: str | Path) -> bool:
+    """True when ``path_or_name`` is a released model folder or the name of a packaged model."""
+    path = Path(path_or_name)
+    if path.exists():
+        return (path / MODEL_FILE).is_file()
+    text = str(path_or_name)
+    return "/" not in text and "\\" not in text and (models_dir() / text / MODEL_FILE).is_file()
+
+
 def load_bundle(path_or_name: str | Path | None = None) -> ModelBundle:
     """Load a released model folder, a diffusion run folder or a packaged model by name.
 

@@ -319,12 +319,25 @@ def train_codec(
 
 
 def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -> None:
-    """Copy the weights of the codec run or checkpoint ``source`` into ``codec`` (same architecture).
+    """Copy the weights of the codec of ``source`` into ``codec`` (same architecture): a codec run
+    folder or checkpoint, a released model folder or a packaged model's name (``default``).
 
     Raises :class:`~after.errors.BadInputError` naming ``source`` when its codec config differs.
     """
+    from after.config import to_dict
+    from after.errors import ModelFileError
+    from after.runtime.bundle import is_released_model, load_bundle
     from after.train.run import CONFIG_KEY, RunFolder, load_checkpoint
 
+    if is_released_model(source):
+        try:
+            bundle = load_bundle(source)
+        except ModelFileError as error:
+            raise BadInputError(f"--init-from: {error}") from error
+        _check_same_codec(to_dict(bundle.codec_config), codec_config, source)
+        codec.load_state_dict({k: v.float() for k, v in bundle.codec.state_dict().items()})
+        log.info("codec initialised from the model %s", source)
+        return
     path = Path(source)
     checkpoint_path = RunFolder(path).latest_checkpoint() if path.is_dir() else path
     if checkpoint_path is None or not checkpoint_path.is_file():
@@ -333,12 +346,20 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     source_config = (checkpoint.get(CONFIG_KEY) or {}).get("codec")
     if source_config is None:
         raise BadInputError(f"--init-from {checkpoint_path}: not a codec checkpoint (no 'codec' config)")
-    theirs, mine = source_config, codec_config
-    differing = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
-    if differing:
-        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differing)
-        raise BadInputError(f"--init-from {checkpoint_path}: codec architecture differs ({details})")
+    _check_same_codec(source_config, codec_config, checkpoint_path)
     state = checkpoint["state_dict"]
     weights = {k[len("codec.") :]: v.float() for k, v in state.items() if k.startswith("codec.")}
     codec.load_state_dict(weights)
     log.info("codec initialised from %s (step %s)", checkpoint_path, checkpoint.get("global_step", "?"))
+
+
+def _check_same_codec(theirs: dict, mine: dict, source: str | Path) -> None:
+    differing = sorted(k for k in set(theirs) | set(mine) if _plain(theirs.get(k)) != _plain(mine.get(k)))
+    if differing:
+        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differing)
+        raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
+
+
+def _plain(value: object) -> object:
+    """Tuples and lists compare equal (configs read from JSON hold lists)."""
+    return list(value) if isinstance(value, tuple | list) else value

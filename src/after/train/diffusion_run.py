@@ -289,11 +289,17 @@ def train_diffusion(
 
 
 def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
-    """Copy the averaged weights of the diffusion run or checkpoint ``source`` into ``module``'s model
-    and its moving average. Raises :class:`BadInputError` naming ``source`` when the architectures
-    (latent size included) differ."""
+    """Copy the averaged weights of ``source`` (a diffusion run folder or checkpoint, a released model
+    folder or a packaged model's name) into ``module``'s model and its moving average. Raises
+    :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ."""
+    from after.runtime.bundle import is_released_model, load_bundle
+
     try:
-        model, source_config, _ = load_diffusion_run(source)
+        if is_released_model(source):
+            bundle = load_bundle(source)
+            model, source_config = bundle.model, bundle.diffusion_config
+        else:
+            model, source_config, _ = load_diffusion_run(source)
     except ModelFileError as error:
         raise BadInputError(f"--init-from: {error}") from error
     mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
@@ -301,7 +307,7 @@ def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str
     if differing:
         details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differing)
         raise BadInputError(f"--init-from {source}: model architecture differs ({details})")
-    state = model.state_dict()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     module.model.load_state_dict(state)
     module.ema.module.load_state_dict(state)
     log.info("diffusion model initialised from %s", source)
