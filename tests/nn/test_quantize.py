@@ -113,25 +113,40 @@ def tiny_codec():
     return remove_weight_norm(Codec.from_config(codec_preset("tiny"))).eval()
 
 
-@pytest.mark.xfail(
-    reason="with the codec's band gain (20) a random-weight decoder amplifies int8 rounding to ~22 % "
-    "relative error; to be re-measured on the trained codec (issue on int8 vs fp32)",
-    strict=False,
-)
-def test_int8_codec_is_close_and_leaves_the_original_alone(tiny_codec):
-    before = {k: v.clone() for k, v in tiny_codec.state_dict().items()}
-    int8 = quantize_dynamic_int8(tiny_codec, min_weights=4096)
+@pytest.fixture(scope="module")
+def trained_codec():
+    """The embedded default model's trained codec, weight norm removed (what every host runs)."""
+    from after.runtime.bundle import load_bundle
+    from after.runtime.engine import TransferEngine
+
+    return TransferEngine.plain_codec(load_bundle("default"))
+
+
+def harmonic_tone(sample_rate: int, samples: int) -> torch.Tensor:
+    """A 220 Hz tone with 7 harmonics and a 50 ms attack, peak about 0.5: [1, 1, samples]."""
+    t = torch.arange(samples) / sample_rate
+    tone = sum(0.2 / k * torch.sin(2 * torch.pi * 220 * k * t) for k in range(1, 8))
+    return (tone * (t / 0.05).clamp(max=1.0)).view(1, 1, -1)
+
+
+def test_int8_codec_is_close_and_leaves_the_original_alone(trained_codec):
+    """On the trained codec and musical input, int8 encode, decode and streaming stay within the
+    codec tolerance of fp32 (measured: 1-3 %). A random-weight codec is no measure here: with the
+    band gain its untrained decoder amplifies the rounding to ~20 %."""
+    before = {k: v.clone() for k, v in trained_codec.state_dict().items()}
+    int8 = quantize_dynamic_int8(trained_codec, min_weights=4096)
     assert any(isinstance(m, Int8CausalConv1d) for m in int8.modules())
     assert any(isinstance(m, Int8CausalConvTranspose1d) for m in int8.modules())
-    for key, value in tiny_codec.state_dict().items():
+    for key, value in trained_codec.state_dict().items():
         assert torch.equal(value, before[key])
-    hop = tiny_codec.hop
-    audio = 0.3 * torch.randn(1, 1, 12 * hop)
+    hop = trained_codec.hop
+    audio = harmonic_tone(trained_codec.sample_rate, 12 * hop)
     with torch.no_grad():
-        z, z8 = tiny_codec.encode(audio), int8.encode(audio)
+        z, z8 = trained_codec.encode(audio), int8.encode(audio)
         assert rel(z8, z) < CODEC_TOLERANCE
-        y, y8 = tiny_codec.decode(z), int8.decode(z)
+        y, y8 = trained_codec.decode(z), int8.decode(z)
         assert rel(y8, y) < CODEC_TOLERANCE
+        assert rel(int8.decode(z8), y) < CODEC_TOLERANCE
         with streaming(int8, 1):
             streamed = torch.cat(
                 [int8.decode(int8.encode(audio[..., i : i + hop])) for i in range(0, 12 * hop, hop)], -1
