@@ -72,15 +72,21 @@ def test_every_row_metric_and_family_is_there(result, options):
     assert result["verdict"] in ("pass", "fail", "incomplete")
 
 
+def first_triplet(options, sample_rate: int):
+    """Triplet 0 of the protocol's held-out set and its renders, rebuilt independently of the run."""
+    own, _ = _sources(options)
+    triplet = build_triplets(own, options.cases, options.seed, clip_s=options.clip_s)[0]
+    renderer = make_renderer(options.soundfonts, sample_rate)
+    rendered = render_triplet(triplet, renderer)
+    renderer.close()
+    return triplet, rendered
+
+
 def test_rows_score_the_right_inputs(result, bundles, options):
     """Rebuild triplet 0 independently: the model row is the transfer of the content render with the
     style render as timbre reference, the codec row the codec's reconstruction of the target."""
     audio_bundle, _ = bundles
-    own, _ = _sources(options)
-    triplet = build_triplets(own, options.cases, options.seed, clip_s=options.clip_s)[0]
-    renderer = make_renderer(options.soundfonts, audio_bundle.sample_rate)
-    rendered = render_triplet(triplet, renderer)
-    renderer.close()
+    triplet, rendered = first_triplet(options, audio_bundle.sample_rate)
     rate = rendered.sample_rate
     pipeline = build_pipeline(audio_bundle, seed=options.seed + triplet.index)
     pipeline.set_timbre_audio(rendered.style)
@@ -103,11 +109,7 @@ def test_int8_option_runs_the_int8_pipeline_and_codec(bundles, options):
     import dataclasses
 
     audio_bundle, _ = bundles
-    own, _ = _sources(options)
-    triplet = build_triplets(own, options.cases, options.seed, clip_s=options.clip_s)[0]
-    renderer = make_renderer(options.soundfonts, audio_bundle.sample_rate)
-    rendered = render_triplet(triplet, renderer)
-    renderer.close()
+    triplet, rendered = first_triplet(options, audio_bundle.sample_rate)
     int8_systems = _systems(audio_bundle, None, dataclasses.replace(options, int8=True))[0]
     fp32_systems = _systems(audio_bundle, None, options)[0]
     pipeline = build_pipeline(audio_bundle, seed=options.seed + triplet.index, int8=True)

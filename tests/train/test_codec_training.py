@@ -243,6 +243,6 @@ def test_init_from_starts_a_new_run_at_the_source_weights_and_refuses_another_ar
         train_codec(
             tmp_path / "wide", other, quiet_options(max_steps=1), datasets=synthetic_sets(), init_from=source
         )
-    with pytest.raises(BadInputError, match="no codec checkpoint"):
+    with pytest.raises(BadInputError, match=r"missing\.ckpt: codec not found"):
         train_codec(tmp_path / "x", tiny_run_config(), quiet_options(max_steps=1), datasets=synthetic_sets(),
                     init_from=tmp_path / "missing.ckpt")  # fmt: skip

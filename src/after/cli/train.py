@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from",
         default=None,
-        help="start a new run from the weights of this diffusion run folder or checkpoint (fine-tuning)",
+        help="start a new run from the model of this run folder, checkpoint or released model (fine-tuning)",
     )
     parser.add_argument("--checkpoint-every", type=int, default=None, help="write a checkpoint every N steps")
     parser.add_argument("--val-every", type=int, default=None, help="validate (probe, audio) every N steps")

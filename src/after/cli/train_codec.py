@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-from",
         default=None,
-        help="start a new run from the weights of this codec run folder or checkpoint (fine-tuning)",
+        help="start a new run from the codec of this run folder, checkpoint or released model (fine-tuning)",
     )
     parser.add_argument(
         "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"

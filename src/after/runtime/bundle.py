@@ -320,13 +320,13 @@ def _load_run(run_path: Path) -> ModelBundle:
             f"{handle.source}: streaming generation needs the codec's run folder or checkpoint, "
             f"not a {handle.kind} codec"
         )
-    codec_config = _codec_config_of(handle)
+    codec_config = codec_config_of(handle)
     return ModelBundle(
         handle.module.eval(), codec_config, model.eval(), diffusion_config, None, run_dir.name, run_path
     )
 
 
-def _codec_config_of(handle: Any) -> CodecConfig:
+def codec_config_of(handle: Any) -> CodecConfig:
     """The codec config stored in the checkpoint ``handle`` was loaded from."""
     from after.train.run import CONFIG_KEY, load_checkpoint
 

@@ -322,44 +322,32 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     """Copy the weights of the codec of ``source`` into ``codec`` (same architecture): a codec run
     folder or checkpoint, a released model folder or a packaged model's name (``default``).
 
-    Raises :class:`~after.errors.BadInputError` naming ``source`` when its codec config differs.
+    Raises :class:`~after.errors.BadInputError` naming ``source`` when it cannot be loaded, is a
+    TorchScript file, or its codec config differs from ``codec_config``.
     """
+    from after.codec.load import load_codec
     from after.config import to_dict
     from after.errors import ModelFileError
-    from after.runtime.bundle import is_released_model, load_bundle
-    from after.train.run import CONFIG_KEY, RunFolder, load_checkpoint
+    from after.runtime.bundle import codec_config_of, is_released_model, load_bundle
 
-    if is_released_model(source):
-        try:
+    try:
+        if is_released_model(source):
             bundle = load_bundle(source)
-        except ModelFileError as error:
-            raise BadInputError(f"--init-from: {error}") from error
-        _check_same_codec(to_dict(bundle.codec_config), codec_config, source)
-        codec.load_state_dict({k: v.float() for k, v in bundle.codec.state_dict().items()})
-        log.info("codec initialised from the model %s", source)
-        return
-    path = Path(source)
-    checkpoint_path = RunFolder(path).latest_checkpoint() if path.is_dir() else path
-    if checkpoint_path is None or not checkpoint_path.is_file():
-        raise BadInputError(f"--init-from {source}: no codec checkpoint there (a run folder or .ckpt file)")
-    checkpoint = load_checkpoint(checkpoint_path)
-    source_config = (checkpoint.get(CONFIG_KEY) or {}).get("codec")
-    if source_config is None:
-        raise BadInputError(f"--init-from {checkpoint_path}: not a codec checkpoint (no 'codec' config)")
-    _check_same_codec(source_config, codec_config, checkpoint_path)
-    state = checkpoint["state_dict"]
-    weights = {k[len("codec.") :]: v.float() for k, v in state.items() if k.startswith("codec.")}
-    codec.load_state_dict(weights)
-    log.info("codec initialised from %s (step %s)", checkpoint_path, checkpoint.get("global_step", "?"))
-
-
-def _check_same_codec(theirs: dict, mine: dict, source: str | Path) -> None:
-    differing = sorted(k for k in set(theirs) | set(mine) if _plain(theirs.get(k)) != _plain(mine.get(k)))
+            source_config, weights = bundle.codec_config, bundle.codec.state_dict()
+        else:
+            handle = load_codec(source)
+            if handle.kind != "run":
+                raise BadInputError(
+                    f"--init-from {source}: a TorchScript codec cannot be trained further; "
+                    "give its run folder or checkpoint"
+                )
+            source_config, weights = codec_config_of(handle), handle.module.state_dict()
+    except ModelFileError as error:
+        raise BadInputError(f"--init-from: {error}") from error
+    theirs = to_dict(source_config)
+    differing = sorted(k for k in set(theirs) | set(codec_config) if theirs.get(k) != codec_config.get(k))
     if differing:
-        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differing)
+        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {codec_config.get(k)!r} here" for k in differing)
         raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
-
-
-def _plain(value: object) -> object:
-    """Tuples and lists compare equal (configs read from JSON hold lists)."""
-    return list(value) if isinstance(value, tuple | list) else value
+    codec.load_state_dict({k: v.float() for k, v in weights.items()})
+    log.info("codec initialised from %s", source)
