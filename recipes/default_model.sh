@@ -2,8 +2,9 @@
 # Build the embedded default models from scratch with the `after` command line:
 #
 #   after synth (train split, FluidR3_GM + TimGM6mb, every pitched family, 22.05 kHz)
-#   -> after prepare -> after train-codec --preset small -> after encode
-#   -> after train --preset tiny (audio structure) and --preset tiny_midi (MIDI structure)
+#   -> after prepare -> after train-codec --preset small -> after encode --twins
+#   -> after train --preset tiny_midi (MIDI structure), then --preset tiny (audio structure: structure
+#      twins, timbre encoder from the MIDI model)
 #   -> after release (released model folders: safetensors + model.json)
 #
 # Every stage is resumable: a stage whose marker file exists (with the same parameters) is
@@ -26,6 +27,8 @@
 #   SEED              seed of the rendered corpus                             [0]
 #   FP16              1 = store released weights as float16                   [0]
 #   MAP_STEPS         optimiser steps of the 2-D timbre map fit               [2000]
+#   TWINS             share of audio-model examples whose structure is a twin [0.8]
+#   AUDIO_GUIDANCE    default timbre and structure guidance of the audio model [2]
 #   AFTER             the command to run                                      [after]
 #
 # Examples:
@@ -46,6 +49,8 @@ ACCELERATOR=${ACCELERATOR:-cpu}
 SEED=${SEED:-0}
 FP16=${FP16:-0}
 MAP_STEPS=${MAP_STEPS:-2000}
+TWINS=${TWINS:-0.8}
+AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-2}
 CODEC_LR=${CODEC_LR:-5e-4}
 SAMPLE_RATE=22050
 CHUNK_SECONDS=6
@@ -115,18 +120,18 @@ else
   mark_done codec "$CODEC_KEY"
 fi
 
-# 4. codec latents of every chunk (encode refreshes them when the codec changed)
+# 4. codec latents of every chunk and of its structure twin (encode refreshes them when the codec changed)
 if done_with encode "$CODEC_KEY"; then
   log "encode: done"
 else
   log "encode: latents of $WORK/data"
-  "$AFTER" encode "$WORK/data" --codec "$WORK/codec" --no-progress
+  "$AFTER" encode "$WORK/data" --codec "$WORK/codec" --twins --no-progress
   mark_done encode "$CODEC_KEY"
 fi
 
 # 5-6. diffusion models: audio structure and MIDI structure
-train_diffusion() {  # stage preset run_dir steps batch
-  local key="$CODEC_KEY $2 steps=$4"
+train_diffusion() {  # stage preset run_dir steps batch [extra train options]
+  local key="$CODEC_KEY $2 steps=$4 ${*:6}"
   if done_with "$1" "$key"; then
     log "train $2: done"
     return
@@ -143,15 +148,18 @@ train_diffusion() {  # stage preset run_dir steps batch
   "$AFTER" train --data "$WORK/data" --codec "$WORK/codec" --preset "$2" --out "$3" \
     --max-steps "$4" --batch-size "$5" --accelerator "$ACCELERATOR" \
     --checkpoint-every "$CHECKPOINT_EVERY" --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" \
-    --no-progress $(resume_flag "$3")
+    --no-progress "${@:6}" $(resume_flag "$3")
   mark_done "$1" "$key"
 }
-train_diffusion audio tiny "$WORK/audio" "$AUDIO_STEPS" "$AUDIO_BATCH"
+# the MIDI model first: the audio model starts from its timbre encoder (a MIDI structure carries no
+# sound, so that encoder has learnt timbre alone)
 train_diffusion midi tiny_midi "$WORK/midi" "$MIDI_STEPS" "$MIDI_BATCH"
+train_diffusion audio tiny "$WORK/audio" "$AUDIO_STEPS" "$AUDIO_BATCH" \
+  --structure-twins "$TWINS" --train-timbre-encoder --init-timbre-from "$WORK/midi"
 
 # 7. released model folders (safetensors + model.json, timbre map fitted on the dataset)
-release() {  # stage run_dir name
-  local key="$CODEC_KEY $1 audio=$AUDIO_STEPS midi=$MIDI_STEPS fp16=$FP16"
+release() {  # stage run_dir name [extra release options]
+  local key="$CODEC_KEY $1 audio=$AUDIO_STEPS midi=$MIDI_STEPS fp16=$FP16 ${*:4}"
   if done_with "release-$1" "$key" && [ -f "$MODELS_DIR/$3/model.json" ]; then
     log "release $3: done"
     return
@@ -160,9 +168,10 @@ release() {  # stage run_dir name
   local fp16_flag=()
   if [ "$FP16" = 1 ]; then fp16_flag=(--fp16); fi
   "$AFTER" release "$2" --out "$MODELS_DIR/$3" --name "$3" --dataset "$WORK/data" \
-    --map-steps "$MAP_STEPS" "${fp16_flag[@]}"
+    --map-steps "$MAP_STEPS" "${fp16_flag[@]}" "${@:4}"
   mark_done "release-$1" "$key"
 }
-release audio "$WORK/audio" "$AUDIO_NAME"
+release audio "$WORK/audio" "$AUDIO_NAME" \
+  --guidance-timbre "$AUDIO_GUIDANCE" --guidance-structure "$AUDIO_GUIDANCE"
 release midi "$WORK/midi" "$MIDI_NAME"
 log "all stages done: $MODELS_DIR/$AUDIO_NAME and $MODELS_DIR/$MIDI_NAME"

@@ -4,6 +4,7 @@ Slow (several minutes on two cores): synth 1 minute -> prepare -> codec -> encod
 diffusion models -> released folders that load with :func:`after.runtime.bundle.load_bundle`.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -43,13 +44,15 @@ def run_recipe(work: Path, models: Path, **overrides: str) -> subprocess.Complet
 def test_recipe_builds_loadable_models_and_resumes(tmp_path):
     import torch
 
+    from after.data.records import open_dataset
+    from after.data.twins import twin_id
     from after.runtime.bundle import load_bundle
     from after.train.run import checkpoint_step
 
     work, models = tmp_path / "work", tmp_path / "models"
     first = run_recipe(work, models)
     assert first.returncode == 0, first.stderr[-4000:]
-    for name, mode in (("default", "audio"), ("default_midi", "midi")):
+    for name, mode in (("default", "audio"), ("default-midi", "midi")):
         bundle = load_bundle(models / name)
         assert bundle.mode == mode and bundle.sample_rate == 22050
         assert bundle.timbre_map is not None
@@ -57,6 +60,14 @@ def test_recipe_builds_loadable_models_and_resumes(tmp_path):
         assert all(p.dtype == torch.float32 for p in bundle.codec.parameters())
     codec_steps = [checkpoint_step(p) for p in (work / "codec" / "checkpoints").glob("*.ckpt")]
     assert max(codec_steps) == 12
+    # the audio model trained with structure twins, which the dataset holds
+    training = json.loads((work / "audio" / "config.json").read_text())["training"]
+    assert training["structure_twins"] == 0.8 and training["freeze_timbre"] is False
+    with open_dataset(work / "data") as store:
+        assert twin_id(training["codec_id"]) in store.meta.codecs
+    released = load_bundle(models / "default").diffusion_config
+    assert released.guidance_timbre == released.guidance_structure == 2.0
+    assert "timbre encoder initialised from" in first.stderr
 
     # a second run with the same parameters skips every stage
     again = run_recipe(work, models)

@@ -177,3 +177,28 @@ def test_a_released_model_initialises_a_new_codec_and_diffusion_run(released):
     for key, value in bundle.model.state_dict().items():
         torch.testing.assert_close(module.model.state_dict()[key], value)
         torch.testing.assert_close(module.ema.module.state_dict()[key], value)
+
+
+def test_release_stores_default_sampling_settings_that_hosts_start_with(tmp_path):
+    from after.cli.main import main
+    from after.errors import BadInputError
+    from after.runtime.bundle import release_run
+
+    _, run_dir = make_runs(tmp_path)
+    out = tmp_path / "tuned"
+    args = ["-q", "release", str(run_dir), "--out", str(out), "--map-steps", "5"]
+    assert main([*args, "--steps", "6", "--guidance-timbre", "1.5", "--guidance-structure", "2"]) == 0
+    config = load_bundle(out).diffusion_config
+    assert (config.n_steps, config.guidance_timbre, config.guidance_structure) == (6, 1.5, 2.0)
+    engine = build_pipeline(load_bundle(out)).engine
+    assert (engine.steps, engine.guidance_timbre, engine.guidance_structure) == (6, 1.5, 2.0)
+    plain = load_bundle(release_run(run_dir, tmp_path / "plain", map_steps=5)).diffusion_config
+    assert plain == load_bundle(run_dir).diffusion_config  # nothing given: the run's own settings
+    for bad, match in (
+        (dict(guidance_timbre=-1.0), "guidance_timbre -1.0: expected a finite value >= 0"),
+        (dict(guidance_structure=float("nan")), "guidance_structure nan"),
+        (dict(steps=0), r"steps 0: expected 1\.\.64"),
+    ):
+        with pytest.raises(BadInputError, match=match):
+            release_run(run_dir, tmp_path / "bad", map_steps=5, **bad)
+    assert not (tmp_path / "bad").exists()  # nothing written for a refused value

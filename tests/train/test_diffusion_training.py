@@ -180,6 +180,44 @@ def test_midi_items_carry_the_piano_roll_of_the_crop(world):
     assert torch.equal(first["reference"], again["reference"])  # validation items are reproducible
 
 
+def with_twins(world, path):
+    """A copy of the world's dataset whose twins are the latents of another family (same frames)."""
+    import shutil
+
+    from after.data.records import open_dataset
+    from after.data.twins import twin_id
+
+    shutil.copytree(world["data"], path)
+    with open_dataset(path, readonly=False) as store:
+        twins = {}
+        for key in store.chunk_keys():
+            z = store.get(key).latents[world["codec_id"]]
+            file, chunk = round(float(z[0, 0]) * N_FILES), round(float(z[1, 0]) * 4)
+            other = (file % 3 + 1 + (file + chunk) % 2) % 3  # either other family: no fixed mapping
+            twins[key] = synthetic_latents(file, chunk, other, z.shape[0])
+        store.add_latents(twin_id(world["codec_id"]), store.meta.codecs[world["codec_id"]], twins)
+    return path
+
+
+def test_structure_twins_replace_the_structure_at_the_same_frames(world, tmp_path):
+    data_path = with_twins(world, tmp_path / "twins")
+    always = LatentCrops(data_path, world["codec_id"], CROP, split="all", structure_twins=1.0)
+    torch.manual_seed(0)
+    for index in range(len(always)):
+        item = always[index]
+        x1, structure = item["x1"], item["structure"]
+        assert torch.equal(structure[:3], x1[:3])  # same file, chunk and frames: aligned
+        assert not torch.allclose(structure[3:], x1[3:])  # another family's sound
+    half = LatentCrops(data_path, world["codec_id"], CROP, split="all", structure_twins=0.5)
+    items = [half[i % len(half)] for i in range(80)]
+    picks = [torch.equal(item["structure"], item["x1"]) for item in items]
+    assert 20 < sum(picks) < 60  # a mix of both
+    with pytest.raises(DatasetError, match=r"--structure-twins needs.*after encode .* --twins"):
+        latent_splits(world["data"], world["codec_id"], CROP, structure_twins=0.5)
+    with pytest.raises(DatasetError, match=r"structure_twins must be in \[0, 1\]"):
+        LatentCrops(data_path, world["codec_id"], CROP, structure_twins=1.5)
+
+
 def test_frames_outside_tiles_when_little_is_left():
     z = torch.arange(10.0)[None]  # [1, 10]
     out = frames_outside(z, 3, 6)
@@ -245,6 +283,62 @@ def test_phases_adversary_and_ema(world, tmp_path):
     torch.testing.assert_close(ema_denoiser, s[7]["ema_denoiser"])
     raw, _, _ = load_diffusion_run(run, ema=False)
     torch.testing.assert_close(torch.cat([p.flatten() for p in raw.denoiser.parameters()]), s[7]["denoiser"])
+
+
+def test_timbre_encoder_keeps_learning_in_phase2_when_not_frozen(world, tmp_path):
+    record = Snapshots()
+    data_path = with_twins(world, tmp_path / "twins")
+    train_diffusion(tmp_path / "run", data_path, world["codec"], diffusion=small_model(),
+                    changes=training(phase1_steps=2, freeze_timbre=False, structure_twins=0.8),
+                    options=options(max_steps=5), callbacks=[record])  # fmt: skip
+    s = record.steps
+    for step in range(3, 6):  # phase 2: every part moves, the timbre encoder too, in training mode
+        assert not torch.equal(s[step]["timbre"], s[step - 1]["timbre"])
+        assert s[step]["timbre_training"]
+        assert not torch.equal(s[step]["structure"], s[step - 1]["structure"])
+        assert not torch.equal(s[step]["classifier"], s[step - 1]["classifier"])
+    _, _, saved = load_diffusion_run(tmp_path / "run")
+    assert saved.structure_twins == 0.8 and saved.freeze_timbre is False
+
+
+def follows_reference(run, data_path, codec_id) -> float:
+    """Share of (structure, reference) pairs of different families where the sampled output's
+    family offsets (channels 3+) are closer to the reference's family than to the structure's."""
+    model, config, _ = load_diffusion_run(run)
+    data = LatentCrops(data_path, codec_id, CROP, split="all", deterministic=True, shuffle_sizes=())
+    items = [data[i] for i in range(len(data))]
+    offsets = {f: np.random.default_rng(f).uniform(-1.0, 1.0, config.latent_dim - 3) for f in range(3)}
+    hits = total = 0
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for a in items:
+            for b in items:
+                fa, fb = int(a["family"]), int(b["family"])
+                if fa == fb:
+                    continue
+                c = model.encode_timbre(b["x1"][None])  # reference: b's sound
+                s = model.encode_structure(a["x1"][None])  # structure: a itself, a's sound
+                noise = torch.randn(1, config.latent_dim, CROP, generator=generator)
+                z = model.sample(noise, c, s, 8)[0, 3:].mean(dim=-1).numpy()  # [D - 3]
+                hits += np.linalg.norm(z - offsets[fb]) < np.linalg.norm(z - offsets[fa])
+                total += 1
+    return hits / total
+
+
+def test_with_twins_the_output_takes_the_reference_sound(world, tmp_path):
+    """Trained with twins as structure, the model gives the reference's family even when the
+    structure input carries another family's sound; trained on the target itself, it copies the
+    structure's sound."""
+    data_path = with_twins(world, tmp_path / "twins")
+    common = dict(phase1_steps=0, adversarial_weight=0.0, freeze_timbre=False, batch_size=8)
+    shares = {}
+    for twins in (0.0, 1.0):
+        run = tmp_path / f"run{twins}"
+        train_diffusion(run, data_path, world["codec"], diffusion=small_model(),
+                        changes=training(structure_twins=twins, **common),
+                        options=options(max_steps=300))  # fmt: skip
+        shares[twins] = follows_reference(run, data_path, world["codec_id"])
+    assert shares[1.0] > 0.8 and shares[0.0] < 0.2, shares  # measured: 0.97 and 0.0
 
 
 class StartState(L.Callback):
@@ -339,3 +433,27 @@ def test_init_from_copies_the_averaged_weights_into_a_new_run(world, tmp_path):
     with pytest.raises(BadInputError, match=r"architecture differs.*denoiser"):
         train_diffusion(tmp_path / "wide", world["data"], world["codec"], options=options(max_steps=1),
                         diffusion=wider, changes=training(), init_from=source)  # fmt: skip
+
+
+def test_init_timbre_from_takes_only_the_timbre_encoder_of_a_midi_model(world, tmp_path):
+    midi = tmp_path / "midi"
+    train_diffusion(midi, world["data"], world["codec"], preset="tiny_midi", diffusion=small_model("midi"),
+                    changes=training(), options=options(max_steps=3))  # fmt: skip
+    averaged, _, _ = load_diffusion_run(midi)
+    start = StartState()
+    train_diffusion(tmp_path / "audio", world["data"], world["codec"], diffusion=small_model(),
+                    changes=training(phase1_steps=1), options=options(max_steps=1), callbacks=[start],
+                    init_timbre_from=midi)  # fmt: skip
+    for key, value in averaged.timbre_encoder.state_dict().items():
+        torch.testing.assert_close(start.weights[f"model.timbre_encoder.{key}"], value)
+        torch.testing.assert_close(start.weights[f"ema.module.timbre_encoder.{key}"], value)
+    same_shape = [
+        (start.weights[f"model.denoiser.{k}"], v)
+        for k, v in averaged.denoiser.state_dict().items()
+        if start.weights[f"model.denoiser.{k}"].shape == v.shape and v.float().abs().sum() > 0
+    ]
+    assert same_shape and not any(torch.equal(mine, theirs.float()) for mine, theirs in same_shape)
+    other = dataclasses.replace(small_model(), timbre_dim=4)
+    with pytest.raises(BadInputError, match=r"--init-timbre-from .*midi: timbre encoder differs \(timbre_d"):
+        train_diffusion(tmp_path / "narrow", world["data"], world["codec"], options=options(max_steps=1),
+                        diffusion=other, changes=training(), init_timbre_from=midi)  # fmt: skip

@@ -18,6 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample-rate", type=int, default=None, help="rate of a TorchScript codec that does not state it"
     )
     parser.add_argument("--no-resample", action="store_true", help="refuse a dataset at another sample rate")
+    parser.add_argument(
+        "--twins",
+        action="store_true",
+        help="also store structure twins: each chunk's notes played by an instrument of another family "
+        "(FluidSynth, training soundfonts), encoded, for `after train --structure-twins`",
+    )
+    parser.add_argument("--twin-seed", type=int, default=0, help="seed of the twins' instrument choices")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -39,4 +46,11 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("after").info(
         "%d chunk(s) encoded; latents stored as latents/%s", count, codec.codec_id
     )
+    if args.twins:
+        from after.data.twins import add_structure_twins
+
+        add_structure_twins(
+            args.data, codec, batch_size=args.batch_size, dtype=args.dtype, seed=args.twin_seed,
+            progress=not args.no_progress,
+        )  # fmt: skip
     return 0

@@ -18,6 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset folder whose chunks fit the 2-D timbre map (default: synthetic)",
     )
     parser.add_argument("--map-steps", type=int, default=2000, help="optimiser steps of the timbre-map fit")
+    parser.add_argument("--steps", type=int, default=None, help="default sampling steps (default: the run's)")
+    parser.add_argument(
+        "--guidance-timbre", type=float, default=None, help="default timbre guidance (default: the run's)"
+    )
+    parser.add_argument(
+        "--guidance-structure",
+        type=float,
+        default=None,
+        help="default structure guidance (default: the run's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from after.runtime.bundle import release_run
 
     folder = release_run(
-        args.run_dir, args.out, name=args.name, fp16=args.fp16, dataset=args.dataset, map_steps=args.map_steps
-    )
+        args.run_dir, args.out, name=args.name, fp16=args.fp16, dataset=args.dataset,
+        map_steps=args.map_steps, steps=args.steps, guidance_timbre=args.guidance_timbre,
+        guidance_structure=args.guidance_structure,
+    )  # fmt: skip
     logging.getLogger("after").info("released %s", folder)
     return 0

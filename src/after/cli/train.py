@@ -34,9 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start a new run from the model of this run folder, checkpoint or released model (fine-tuning)",
     )
+    parser.add_argument(
+        "--init-timbre-from",
+        default=None,
+        help="start a new run with the timbre encoder of this run or released model (audio or MIDI), "
+        "e.g. an audio model from the timbre encoder of a trained MIDI model",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=None, help="write a checkpoint every N steps")
     parser.add_argument("--val-every", type=int, default=None, help="validate (probe, audio) every N steps")
     parser.add_argument("--phase1-steps", type=int, default=None, help="length of the timbre-only phase")
+    parser.add_argument(
+        "--structure-twins",
+        type=float,
+        default=None,
+        metavar="P",
+        help="audio mode: probability that an example's structure is its chunk's twin (the same notes "
+        "played by another instrument; make them with `after encode --twins`)",
+    )
+    parser.add_argument(
+        "--train-timbre-encoder",
+        action="store_true",
+        help="audio mode: keep training the timbre encoder in phase 2 instead of freezing it "
+        "(sensible with --structure-twins)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -53,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         "val_every": args.val_every,
         "phase1_steps": args.phase1_steps,
         "num_workers": args.workers,
+        "structure_twins": args.structure_twins,
+        "freeze_timbre": False if args.train_timbre_encoder else None,
     }
     options = TrainerOptions(
         max_steps=args.max_steps,
@@ -71,5 +93,6 @@ def run(args: argparse.Namespace) -> int:
         options,
         resume=args.resume,
         init_from=args.init_from,
+        init_timbre_from=args.init_timbre_from,
     )
     return 130 if interrupted else 0

@@ -74,9 +74,12 @@ class ChunkDataset(Dataset):
             none (no piano roll) in audio mode.
         with_reference: add a second excerpt from the same source file (timbre reference), see
             :meth:`sample_other_excerpt`.
+        twin_id: also read these latents (structure twins, :mod:`after.data.twins`) at the crop's
+            frames, as ``twin_latents`` (latent mode).
 
     Items are dicts: ``audio`` float32 [1, T] (absent in latent mode when rates differ),
-    ``latents`` float32 [D, L] (latent mode), ``piano_roll`` float32 [2, 128, F], ``family`` and
+    ``latents`` float32 [D, L] (latent mode), ``twin_latents`` float32 [D, L] (with ``twin_id``),
+    ``piano_roll`` float32 [2, 128, F], ``family`` and
     ``program`` int64 (index in :data:`FAMILY_LABELS` / GM program; -1 unknown), ``offset_s``
     (crop start in the source file, seconds), ``index``; with a reference also ``reference_audio``
     / ``reference_latents``.
@@ -94,6 +97,7 @@ class ChunkDataset(Dataset):
         crop_frames: int | None = None,
         roll_frame_rate: float | None = None,
         with_reference: bool = False,
+        twin_id: str | None = None,
     ) -> None:
         if split not in SPLITS:
             raise DatasetError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
@@ -135,6 +139,12 @@ class ChunkDataset(Dataset):
                     f"`after encode {self.path} --codec {codec_id}`"
                 )
             self.codec = self.meta.codecs[codec_id]
+        self.twin_id = twin_id
+        if twin_id is not None and twin_id not in self.meta.codecs:
+            raise DatasetError(
+                f"{self.path}: no structure twins {twin_id!r}; add them with "
+                f"`after encode {self.path} --codec <the codec> --twins`"
+            )
         self.chunk_frames = 0  # latent frames per chunk, as stored
         if self.codec is not None and first is not None and codec_id in first.latents:
             self.chunk_frames = int(first.latents[codec_id].shape[1])
@@ -225,6 +235,14 @@ class ChunkDataset(Dataset):
                 record.latents[self.codec_id][:, offset : offset + self.crop_frames].astype(np.float32)
             )
             start = offset * self.codec.hop
+            if self.twin_id is not None:
+                if self.twin_id not in record.latents:
+                    raise DatasetError(
+                        f"{self.path}: chunk {key} has no structure twin; run "
+                        f"`after encode {self.path} --codec <the codec> --twins` again to finish them"
+                    )
+                twin = record.latents[self.twin_id][:, offset : offset + self.crop_frames]
+                item["twin_latents"] = torch.from_numpy(twin.astype(np.float32))
         if self.codec is None or self.codec.sample_rate == self.meta.sample_rate:
             audio = record.audio[start : start + self.crop_samples]
             item["audio"] = torch.from_numpy(np.ascontiguousarray(audio))[None]  # [T] -> [1, T]

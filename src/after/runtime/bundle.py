@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from after.codec.config import CodecConfig
 from after.config import from_dict, to_dict
 from after.diffusion.config import DiffusionConfig
 from after.diffusion.model import AfterModel, build_model
-from after.errors import AfterError, ModelFileError
+from after.errors import AfterError, BadInputError, ModelFileError
 from after.runtime.timbre_map import TimbreMap
 
 log = logging.getLogger(__name__)
@@ -403,12 +404,31 @@ def release_run(
     fp16: bool = False,
     dataset: str | Path | None = None,
     map_steps: int = 2000,
+    steps: int | None = None,
+    guidance_timbre: float | None = None,
+    guidance_structure: float | None = None,
 ) -> Path:
     """``after release``: load a diffusion run folder, fit its 2-D timbre map (on ``dataset``'s
-    chunks when given, else on synthetic references) and write a released model folder."""
+    chunks when given, else on synthetic references) and write a released model folder.
+
+    ``steps``, ``guidance_timbre`` and ``guidance_structure`` (``None``: the run's) become the
+    released model's default sampling settings, the ones every host starts with. Raises
+    :class:`BadInputError` naming a value out of range (steps 1..``max_steps``, guidance >= 0).
+    """
     from after.runtime.timbre_map import collect_timbre_vectors, fit_timbre_map
 
+    for option, value in (("guidance_timbre", guidance_timbre), ("guidance_structure", guidance_structure)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise BadInputError(f"{option} {value}: expected a finite value >= 0")
     bundle = load_bundle(Path(run_dir))
+    if steps is not None and not 1 <= steps <= bundle.diffusion_config.denoiser.max_steps:
+        raise BadInputError(
+            f"steps {steps}: expected 1..{bundle.diffusion_config.denoiser.max_steps} (the model's max_steps)"
+        )
+    settings = dict(n_steps=steps, guidance_timbre=guidance_timbre, guidance_structure=guidance_structure)
+    bundle.diffusion_config = dataclasses.replace(
+        bundle.diffusion_config, **{k: v for k, v in settings.items() if v is not None}
+    )
     bundle.name = name or Path(out_dir).name
     vectors, labels = collect_timbre_vectors(bundle, dataset)
     bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)

@@ -43,6 +43,9 @@ class TrainConfig:
         timbre_noise: std of the Gaussian noise added to ``c`` before dropping.
         structure_noise: std of the Gaussian noise added to ``s`` before dropping.
         shuffle_sizes: segment lengths (frames) for shuffling the timbre reference; empty = off.
+        structure_twins: probability that an audio-mode example's structure input is its chunk's
+            twin (same notes, another instrument: :mod:`after.data.twins`) instead of the target.
+        freeze_timbre: freeze the timbre encoder in phase 2 (audio mode), as the original does.
         checkpoint_every: steps between checkpoints.
         val_every: steps between validations.
         val_batches: validation batches per validation.
@@ -71,6 +74,8 @@ class TrainConfig:
     timbre_noise: float = 0.03
     structure_noise: float = 0.015
     shuffle_sizes: tuple[int, ...] = (4, 8)
+    structure_twins: float = 0.0
+    freeze_timbre: bool = True
     checkpoint_every: int = 25_000
     val_every: int = 10_000
     val_batches: int = 8
@@ -99,6 +104,8 @@ class TrainConfig:
             problems.append(f"drop_rates must be 3 values >= 0 summing to <= 1, got {self.drop_rates}")
         if any(size < 1 for size in self.shuffle_sizes):
             problems.append(f"shuffle_sizes must be >= 1, got {self.shuffle_sizes}")
+        if not 0.0 <= self.structure_twins <= 1.0:
+            problems.append(f"structure_twins must be in [0, 1], got {self.structure_twins}")
         if self.checkpoint_every < 1 or self.val_every < 1 or self.val_sample_steps < 1:
             problems.append("checkpoint_every, val_every and val_sample_steps must be >= 1")
         if problems:

@@ -13,7 +13,9 @@ Phases (audio mode; ``TrainConfig.phase1_steps``):
 
 * phase 1 (``step < phase1_steps``): the structure encoder is not run and ``s`` is the null value;
   only the joint drop (rate ``p_both``) applies; no adversary.
-* phase 2: the timbre encoder is frozen (no gradient, eval mode); the structure encoder is trained
+* phase 2: the timbre encoder is frozen (no gradient, eval mode; unless ``TrainConfig.freeze_timbre``
+  is off, sensible with structure twins, where ``s`` cannot carry the target's timbre and the
+  classifier's target moving is no loss); the structure encoder is trained
   and the full drop scheme applies. Each batch *also* makes one step of the classifier's own AdamW
   on ``cosine_classifier_loss(classifier(s_noisy.detach()), c)``, after the main step. So, unlike the
   original (two classifier batches for one denoiser batch), every batch trains both players.
@@ -90,10 +92,15 @@ class DiffusionModule(L.LightningModule):
             return (rates[0], 0.0, 0.0)
         return tuple(rates)  # type: ignore[return-value]
 
+    def timbre_frozen(self, step: int) -> bool:
+        """Whether the timbre encoder is frozen at ``step``: in phase 2, unless
+        ``TrainConfig.freeze_timbre`` is off."""
+        return self.in_phase2(step) and self.training_config.freeze_timbre
+
     def _set_frozen(self, step: int) -> None:
         """Phase 2: timbre encoder without gradients and in eval mode (Lightning calls ``train()``
         after every validation, so this is enforced at each step)."""
-        if self.in_phase2(step):
+        if self.timbre_frozen(step):
             self.model.timbre_encoder.requires_grad_(False)
             self.model.timbre_encoder.eval()
 
@@ -136,7 +143,8 @@ class DiffusionModule(L.LightningModule):
         x1 = batch["x1"]  # [B, D, L]
         model = self.model
 
-        if phase2:
+        frozen = self.timbre_frozen(step)
+        if frozen:
             with torch.no_grad():
                 c = model.encode_timbre(batch["reference"])  # [B, ZT]
         else:
@@ -158,12 +166,12 @@ class DiffusionModule(L.LightningModule):
         t = sample_time(x1.size(0), None, self.config.time_schedule, x1.device)
         v = model(interpolate(x0, x1, t), t, c_in, s_in)
         flow = flow_loss(v, velocity_target(x0, x1))
-        box_c = box_penalty(c) if not phase2 else torch.zeros((), device=x1.device)
+        box_c = box_penalty(c) if not frozen else torch.zeros((), device=x1.device)
         box_s = box_penalty(s) if (phase2 or not self.audio_mode) else torch.zeros((), device=x1.device)
         loss = flow + cfg.box_weight * (box_c + box_s)
         adv_weight = cfg.adversary_weight_at(step) if model.classifier is not None else 0.0
         if phase2 and adv_weight > 0:
-            fooled = cosine_classifier_loss(model.classifier(s_noisy), c)
+            fooled = cosine_classifier_loss(model.classifier(s_noisy), c.detach())  # adversary moves s only
             loss = loss - adv_weight * fooled
 
         main_opt.zero_grad()
@@ -173,14 +181,14 @@ class DiffusionModule(L.LightningModule):
 
         if phase2 and classifier_opt is not None:
             classifier_opt.zero_grad()  # also drops the gradients the adversarial term left here
-            classifier_loss = cosine_classifier_loss(model.classifier(s_noisy.detach()), c)
+            classifier_loss = cosine_classifier_loss(model.classifier(s_noisy.detach()), c.detach())
             self.manual_backward(classifier_loss)
             self.clip_gradients(
                 classifier_opt, gradient_clip_val=cfg.grad_clip, gradient_clip_algorithm="norm"
             )
             classifier_opt.optimizer.step()  # raw step: global_step keeps counting batches
             self.log("train/classifier", classifier_loss.detach())
-        if phase2 and step == cfg.phase1_steps:
+        if frozen and step == cfg.phase1_steps:
             self._sync_frozen_timbre()
         self.ema.update_parameters(self.model)
         self.log("train/flow", flow.detach(), prog_bar=True)

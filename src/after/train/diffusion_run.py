@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,7 @@ def train_diffusion(
     diffusion: DiffusionConfig | None = None,
     callbacks: list[Any] | None = None,
     init_from: str | Path | None = None,
+    init_timbre_from: str | Path | None = None,
 ) -> bool:
     """Train (or resume) a diffusion model on the latents of ``codec_path`` stored in dataset ``data``.
 
@@ -230,6 +232,9 @@ def train_diffusion(
         init_from: a diffusion run folder or checkpoint of the same architecture whose weights (its
             moving average) start a new run: fine-tuning on other sounds or on the latents of a
             retrained codec. Ignored when the run resumes from its own checkpoint.
+        init_timbre_from: a run, checkpoint or released model (audio or MIDI mode) whose timbre
+            encoder replaces the new run's (after ``init_from``); see
+            :func:`initialise_timbre_encoder`. Ignored on resume.
 
     Returns True when training was interrupted (SIGINT/SIGTERM) after writing a checkpoint.
     """
@@ -266,7 +271,7 @@ def train_diffusion(
     train_set, val_set = latent_splits(
         data, training.codec_id, training.crop_frames,
         model_config.mode, training.shuffle_sizes, codec_source=str(codec_path),
-        validation_fraction=training.validation_fraction,
+        validation_fraction=training.validation_fraction, structure_twins=training.structure_twins,
     )  # fmt: skip
     options = dataclasses.replace(
         options or TrainerOptions(),
@@ -280,6 +285,11 @@ def train_diffusion(
             initialise_diffusion(module, model_config, init_from)
         else:
             log.info("resuming %s: --init-from %s is not used", run.path, init_from)
+    if init_timbre_from is not None:
+        if checkpoint is None:
+            initialise_timbre_encoder(module, model_config, init_timbre_from)
+        else:
+            log.info("resuming %s: --init-timbre-from %s is not used", run.path, init_timbre_from)
     datamodule = AudioDataModule(
         train_set, val_set, batch_size=training.batch_size, num_workers=training.num_workers
     )
@@ -288,26 +298,59 @@ def train_diffusion(
     return checkpoints.interrupted
 
 
-def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
-    """Copy the averaged weights of ``source`` (a diffusion run folder or checkpoint, a released model
-    folder or a packaged model's name) into ``module``'s model and its moving average. Raises
-    :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ."""
+def _source_model(source: str | Path, option: str) -> tuple[AfterModel, DiffusionConfig]:
+    """The averaged model and config of ``source`` (a diffusion run folder or checkpoint, a released
+    model folder or a packaged model's name); :class:`BadInputError` naming ``option`` otherwise."""
     from after.runtime.bundle import is_released_model, load_bundle
 
     try:
         if is_released_model(source):
             bundle = load_bundle(source)
-            model, source_config = bundle.model, bundle.diffusion_config
-        else:
-            model, source_config, _ = load_diffusion_run(source)
+            return bundle.model, bundle.diffusion_config
+        model, source_config, _ = load_diffusion_run(source)
+        return model, source_config
     except ModelFileError as error:
-        raise BadInputError(f"--init-from: {error}") from error
+        raise BadInputError(f"{option}: {error}") from error
+
+
+def _differences(mine: dict[str, Any], theirs: dict[str, Any], keys: Sequence[str]) -> str:
+    """``"key: theirs there, mine here"`` for each of ``keys`` whose values differ ("" if none)."""
+    differing = [k for k in keys if mine[k] != theirs.get(k)]
+    return ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differing)
+
+
+def _load_float(target: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    target.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
+    """Copy the averaged weights of ``source`` (a diffusion run folder or checkpoint, a released model
+    folder or a packaged model's name) into ``module``'s model and its moving average. Raises
+    :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ."""
+    model, source_config = _source_model(source, "--init-from")
     mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
-    differing = sorted(k for k in mine if mine[k] != theirs.get(k))
-    if differing:
-        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differing)
+    details = _differences(mine, theirs, sorted(mine))
+    if details:
         raise BadInputError(f"--init-from {source}: model architecture differs ({details})")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    module.model.load_state_dict(state)
-    module.ema.module.load_state_dict(state)
+    _load_float(module.model, model.state_dict())
+    _load_float(module.ema.module, model.state_dict())
     log.info("diffusion model initialised from %s", source)
+
+
+TIMBRE_KEYS = ("latent_dim", "timbre_dim", "timbre")
+"""Config fields two models must share for one's timbre encoder to fit the other."""
+
+
+def initialise_timbre_encoder(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
+    """Copy the averaged timbre encoder of ``source`` (as in :func:`initialise_diffusion`; audio or
+    MIDI mode alike) into ``module``'s model and its moving average: a new audio model can start
+    from the timbre encoder a MIDI model learnt. Raises :class:`BadInputError` naming ``source`` when
+    the encoders differ (latent size, timbre size or encoder config)."""
+    model, source_config = _source_model(source, "--init-timbre-from")
+    mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
+    details = _differences(mine, theirs, TIMBRE_KEYS)
+    if details:
+        raise BadInputError(f"--init-timbre-from {source}: timbre encoder differs ({details})")
+    _load_float(module.model.timbre_encoder, model.timbre_encoder.state_dict())
+    _load_float(module.ema.module.timbre_encoder, model.timbre_encoder.state_dict())
+    log.info("timbre encoder initialised from %s", source)

@@ -3,9 +3,10 @@
 Each item (a dict of tensors, batched by the default collate) holds:
 
 * ``x1`` float32 ``[D, L]``: a crop of a chunk's latents, the flow's data end;
-* ``structure``: the structure input of the same crop: the same latents ``[D, L]`` (audio mode), or
-  the piano roll of the chunk's notes over those frames ``[2, 128, L]`` at the latent frame rate
-  (MIDI mode);
+* ``structure``: the structure input of the same crop: the same latents ``[D, L]`` (audio mode; with
+  probability ``structure_twins`` the latents of the chunk's structure twin instead, the same notes
+  played by an instrument of another family, see :mod:`after.data.twins`), or the piano roll of
+  the chunk's notes over those frames ``[2, 128, L]`` at the latent frame rate (MIDI mode);
 * ``reference`` float32 ``[D, L]``: the timbre reference, latents of a *different* excerpt of the same
   source file: another chunk of the file when it has several, else frames of the same chunk that do
   not overlap the target crop (tiled when fewer than ``L`` are left). Its frames are cut into
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 
 from after.data.dataset import ChunkDataset
 from after.data.records import open_dataset
+from after.data.twins import twin_id
 from after.diffusion.encoders import shuffle_segments
 from after.errors import DatasetError
 
@@ -69,6 +71,8 @@ class LatentCrops(Dataset):
         shuffle_sizes: segment lengths for shuffling the reference (empty: no shuffling).
         validation_fraction: share of source files held out (see :mod:`after.data.dataset`).
         deterministic: fixed crops and shuffles; default True for validation.
+        structure_twins: probability (0..1) that an audio-mode item's structure is its chunk's
+            twin (the dataset must hold twins of ``codec_id``: ``after encode --twins``).
     """
 
     def __init__(
@@ -81,14 +85,19 @@ class LatentCrops(Dataset):
         shuffle_sizes: tuple[int, ...] = (4, 8),
         validation_fraction: float = 0.05,
         deterministic: bool | None = None,
+        structure_twins: float = 0.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 <= structure_twins <= 1.0:
+            raise DatasetError(f"structure_twins must be in [0, 1], got {structure_twins}")
+        self.structure_twins = structure_twins if mode == "audio" else 0.0
         self.mode = mode
         self.shuffle_sizes = tuple(shuffle_sizes)
         self.crops = ChunkDataset(
             path, split=split, validation_fraction=validation_fraction, deterministic=deterministic,
             codec_id=codec_id, crop_frames=crop_frames,
+            twin_id=twin_id(codec_id) if self.structure_twins > 0 else None,
         )  # fmt: skip
         self.deterministic = self.crops.deterministic
         self.crop_frames = crop_frames
@@ -133,7 +142,12 @@ class LatentCrops(Dataset):
             reference = self._same_chunk_reference(index, item, generator)
         if self.shuffle_sizes:
             reference = shuffle_segments(reference[None], self.shuffle_sizes, generator)[0]
-        structure = item["latents"] if self.mode == "audio" else item["piano_roll"]
+        if self.mode == "midi":
+            structure = item["piano_roll"]
+        elif self.structure_twins > 0 and float(torch.rand((), generator=generator)) < self.structure_twins:
+            structure = item["twin_latents"]
+        else:
+            structure = item["latents"]
         return {
             "x1": item["latents"],
             "structure": structure,
@@ -150,6 +164,7 @@ def latent_splits(
     shuffle_sizes: tuple[int, ...] = (4, 8),
     codec_source: str = "",
     validation_fraction: float = 0.05,
+    structure_twins: float = 0.0,
 ) -> tuple[LatentCrops, LatentCrops | None]:
     """Training and validation sets (validation ``None`` when the split is empty).
 
@@ -166,8 +181,13 @@ def latent_splits(
         )
     common = dict(
         codec_id=codec_id, crop_frames=crop_frames, mode=mode, shuffle_sizes=shuffle_sizes,
-        validation_fraction=validation_fraction,
+        validation_fraction=validation_fraction, structure_twins=structure_twins,
     )  # fmt: skip
+    if structure_twins > 0 and mode == "audio" and twin_id(codec_id) not in codecs:
+        raise DatasetError(
+            f"{path}: --structure-twins needs the chunks' twins; add them with "
+            f"`after encode {path} --codec {codec_source or codec_id} --twins`"
+        )
     train = LatentCrops(path, split="train", **common)  # type: ignore[arg-type]
     val = LatentCrops(path, split="validation", **common)  # type: ignore[arg-type]
     if len(train) == 0:
