@@ -87,3 +87,11 @@ def load_json(cls: type[C], path: str | Path) -> C:
 def replace(config: C, **changes: Any) -> C:
     """Return a copy of a frozen config with some fields changed."""
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def config_differences(mine: dict[str, Any], theirs: dict[str, Any], keys: Any = None) -> str:
+    """``"key: <theirs> there, <mine> here"`` for each key (default: both dicts' keys, sorted) whose
+    values differ, joined by commas; ``""`` when they agree. Used to say why weights do not fit."""
+    names = sorted(set(mine) | set(theirs)) if keys is None else list(keys)
+    differing = [k for k in names if mine.get(k) != theirs.get(k)]
+    return ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differing)

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from after.codec.load import CodecHandle
 from after.data.instruments import choose_program, eligible_programs, family_of, program_range
@@ -124,17 +123,11 @@ def add_structure_twins(
     audio). Raises :class:`DatasetError` when none of the first 64 chunks holds notes (a dataset
     made without MIDI).
     """
-    from tqdm import tqdm
-
-    from after.data.audio import resample as resample_audio
-    from after.data.records import open_dataset
+    from after.data.encode import encode_dataset
+    from after.data.records import ChunkRecord, open_dataset
     from after.data.render import FluidRenderer
     from after.data.synth import SOUNDFONT_FOLDER, TRAINING_SOUNDFONTS
 
-    if dtype not in ("float16", "float32"):
-        raise DatasetError(f"latent dtype {dtype!r}: expected 'float16' or 'float32'")
-    if batch_size < 1:
-        raise DatasetError(f"batch size must be >= 1, got {batch_size}")
     fonts = (
         [str(f) for f in soundfonts]
         if soundfonts
@@ -143,55 +136,39 @@ def add_structure_twins(
     for font in fonts:
         if not Path(font).is_file():
             raise DatasetError(f"soundfont {font} not found (expected a .sf2/.sf3 file)")
-    name = twin_id(codec.codec_id)
+    with open_dataset(path) as store:
+        program_of = {k: int(e.info.get("program", -1)) for e in store.files().values() for k in e.chunk_keys}
+        keys = store.chunk_keys()
+        if keys and not any(store.get(k).notes.size for k in keys[: min(len(keys), 64)]):
+            raise DatasetError(
+                f"{path}: the chunks hold no notes, so they cannot be played by another instrument; "
+                "structure twins need a corpus with MIDI (`after synth`)"
+            )
     renderer = FluidRenderer(fonts, codec.sample_rate)
-    done = rendered = 0
+    rendered = 0
+
+    def twin_audio(key: str, record: ChunkRecord, audio: np.ndarray) -> np.ndarray:
+        nonlocal rendered
+        notes = clip_to_chunk(notes_from_array(record.notes), audio.size / codec.sample_rate)
+        program = twin_program(key, notes, program_of.get(key, -1), seed)
+        if program is None:
+            return audio  # no notes another family can play: the chunk itself
+        rendered += 1
+        font = fonts[int(_rng(key, seed, "soundfont").integers(len(fonts)))]
+        return render_twin(renderer, notes, font, program, audio)
+
     try:
-        with open_dataset(path, readonly=False) as store:
-            rate = store.meta.sample_rate
-            files = store.files()
-            program_of = {k: int(e.info.get("program", -1)) for e in files.values() for k in e.chunk_keys}
-            keys = store.chunk_keys()
-            if keys and not any(store.get(k).notes.size for k in keys[: min(len(keys), 64)]):
-                raise DatasetError(
-                    f"{path}: the chunks hold no notes, so they cannot be played by another instrument; "
-                    "structure twins need a corpus with MIDI (`after synth`)"
-                )
-            bar = tqdm(total=len(keys), desc=f"twins {codec.codec_id}", unit="chunk", disable=not progress)
-            for start in range(0, len(keys), batch_size):
-                todo: dict[str, np.ndarray] = {}
-                for key in keys[start : start + batch_size]:
-                    record = store.get(key)
-                    if name in record.latents:
-                        continue
-                    audio = (
-                        record.audio
-                        if rate == codec.sample_rate
-                        else resample_audio(record.audio, rate, codec.sample_rate)
-                    )
-                    audio = np.asarray(audio, dtype=np.float32)
-                    notes = clip_to_chunk(notes_from_array(record.notes), audio.size / codec.sample_rate)
-                    program = twin_program(key, notes, program_of.get(key, -1), seed)
-                    if program is not None:
-                        font = fonts[int(_rng(key, seed, "soundfont").integers(len(fonts)))]
-                        audio = render_twin(renderer, notes, font, program, audio)
-                        rendered += 1
-                    todo[key] = audio
-                if todo:
-                    length = max(a.size for a in todo.values())
-                    batch = torch.zeros(len(todo), 1, length)  # [B, 1, T]
-                    for i, chunk in enumerate(todo.values()):
-                        batch[i, 0, : chunk.size] = torch.from_numpy(chunk)
-                    with torch.no_grad():
-                        z = codec.encode(batch).cpu().numpy().astype(dtype)  # [B, D, L]
-                    store.add_latents(name, codec.info(), {key: z[i] for i, key in enumerate(todo)})
-                    done += len(todo)
-                bar.update(min(batch_size, len(keys) - start))
-            bar.close()
+        done = encode_dataset(
+            path, codec, batch_size=batch_size, dtype=dtype, progress=progress,
+            latent_id=twin_id(codec.codec_id), source=twin_audio,
+        )  # fmt: skip
     finally:
         renderer.close()
     log.info(
-        "%s: %d twin(s) stored as latents/%s (%d played by another instrument, %d kept as is)",
-        path, done, name, rendered, done - rendered,
-    )  # fmt: skip
+        "%s: %d twin(s), %d played by another instrument, %d kept as is",
+        path,
+        done,
+        rendered,
+        done - rendered,
+    )
     return done

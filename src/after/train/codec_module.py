@@ -326,7 +326,7 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     TorchScript file, or its codec config differs from ``codec_config``.
     """
     from after.codec.load import load_codec
-    from after.config import to_dict
+    from after.config import config_differences, to_dict
     from after.errors import ModelFileError
     from after.runtime.bundle import codec_config_of, is_released_model, load_bundle
 
@@ -344,10 +344,8 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
             source_config, weights = codec_config_of(handle), handle.module.state_dict()
     except ModelFileError as error:
         raise BadInputError(f"--init-from: {error}") from error
-    theirs = to_dict(source_config)
-    differing = sorted(k for k in set(theirs) | set(codec_config) if theirs.get(k) != codec_config.get(k))
-    if differing:
-        details = ", ".join(f"{k}: {theirs.get(k)!r} there, {codec_config.get(k)!r} here" for k in differing)
+    details = config_differences(codec_config, to_dict(source_config))
+    if details:
         raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
     codec.load_state_dict({k: v.float() for k, v in weights.items()})
     log.info("codec initialised from %s", source)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from after.config import config_differences
 from after.diffusion.config import DiffusionConfig, diffusion_preset
 from after.diffusion.model import AfterModel, build_model
 from after.errors import BadInputError, ModelFileError
@@ -313,12 +313,6 @@ def _source_model(source: str | Path, option: str) -> tuple[AfterModel, Diffusio
         raise BadInputError(f"{option}: {error}") from error
 
 
-def _differences(mine: dict[str, Any], theirs: dict[str, Any], keys: Sequence[str]) -> str:
-    """``"key: theirs there, mine here"`` for each of ``keys`` whose values differ ("" if none)."""
-    differing = [k for k in keys if mine[k] != theirs.get(k)]
-    return ", ".join(f"{k}: {theirs.get(k)!r} there, {mine[k]!r} here" for k in differing)
-
-
 def _load_float(target: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     target.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
@@ -329,7 +323,7 @@ def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str
     :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ."""
     model, source_config = _source_model(source, "--init-from")
     mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
-    details = _differences(mine, theirs, sorted(mine))
+    details = config_differences(mine, theirs)
     if details:
         raise BadInputError(f"--init-from {source}: model architecture differs ({details})")
     _load_float(module.model, model.state_dict())
@@ -348,7 +342,7 @@ def initialise_timbre_encoder(module: Any, model_config: DiffusionConfig, source
     the encoders differ (latent size, timbre size or encoder config)."""
     model, source_config = _source_model(source, "--init-timbre-from")
     mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
-    details = _differences(mine, theirs, TIMBRE_KEYS)
+    details = config_differences(mine, theirs, TIMBRE_KEYS)
     if details:
         raise BadInputError(f"--init-timbre-from {source}: timbre encoder differs ({details})")
     _load_float(module.model.timbre_encoder, model.timbre_encoder.state_dict())
