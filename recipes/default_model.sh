@@ -5,7 +5,8 @@
 #   -> after prepare -> after train-codec --preset small -> after encode --twins
 #   -> after train --preset tiny_midi (MIDI structure), then --preset tiny (audio structure: structure
 #      twins, timbre encoder from the MIDI model)
-#   -> after release (released model folders: safetensors + model.json)
+#   -> after train-codec --decoder-only (the codec's decoder alone: the latents stay the same)
+#   -> after release --decoder-from (released model folders: safetensors + model.json)
 #
 # Every stage is resumable: a stage whose marker file exists (with the same parameters) is
 # skipped, and the training stages continue from the last checkpoint of their run folder.
@@ -29,6 +30,12 @@
 #   MAP_STEPS         optimiser steps of the 2-D timbre map fit               [2000]
 #   TWINS             share of audio-model examples whose structure is a twin [0.8]
 #   AUDIO_GUIDANCE    default timbre and structure guidance of the audio model [2]
+#   MIDI_GUIDANCE_TIMBRE / MIDI_GUIDANCE_STRUCTURE   the MIDI model's          [1.5 / 2]
+#   DECODER_STEPS     decoder-only codec steps after the diffusion stages (0: none)
+#                                                                             [cpu: 4000, gpu: 50000]
+#   DECODER_ADVERSARIAL_START  step of the decoder stage where the discriminator joins
+#                                                                             [cpu: none, gpu: 0]
+#   DECODER_LR        learning rate of the decoder stage                      [cpu: 4e-4, gpu: 2e-4]
 #   AFTER             the command to run                                      [after]
 #
 # Examples:
@@ -51,6 +58,8 @@ FP16=${FP16:-0}
 MAP_STEPS=${MAP_STEPS:-2000}
 TWINS=${TWINS:-0.8}
 AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-2}
+MIDI_GUIDANCE_TIMBRE=${MIDI_GUIDANCE_TIMBRE:-1.5}
+MIDI_GUIDANCE_STRUCTURE=${MIDI_GUIDANCE_STRUCTURE:-2}
 CODEC_LR=${CODEC_LR:-5e-4}
 SAMPLE_RATE=22050
 CHUNK_SECONDS=6
@@ -60,11 +69,15 @@ case "$ACCELERATOR" in
     CODEC_STEPS=${CODEC_STEPS:-20000}; AUDIO_STEPS=${AUDIO_STEPS:-20000}; MIDI_STEPS=${MIDI_STEPS:-20000}
     CODEC_BATCH=${CODEC_BATCH:-4}; AUDIO_BATCH=${AUDIO_BATCH:-16}; MIDI_BATCH=${MIDI_BATCH:-16}
     CODEC_CROP=${CODEC_CROP:-32768}; CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-500}; WORKERS=${WORKERS:-0}
+    DECODER_STEPS=${DECODER_STEPS:-4000}; DECODER_ADVERSARIAL_START=${DECODER_ADVERSARIAL_START:-1000000000}
+    DECODER_LR=${DECODER_LR:-4e-4}
     ;;
   gpu)
     CODEC_STEPS=${CODEC_STEPS:-200000}; AUDIO_STEPS=${AUDIO_STEPS:-100000}; MIDI_STEPS=${MIDI_STEPS:-100000}
     CODEC_BATCH=${CODEC_BATCH:-16}; AUDIO_BATCH=${AUDIO_BATCH:-64}; MIDI_BATCH=${MIDI_BATCH:-64}
     CODEC_CROP=${CODEC_CROP:-65536}; CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-2000}; WORKERS=${WORKERS:-6}
+    DECODER_STEPS=${DECODER_STEPS:-50000}; DECODER_ADVERSARIAL_START=${DECODER_ADVERSARIAL_START:-0}
+    DECODER_LR=${DECODER_LR:-2e-4}
     ;;
   *) echo "ACCELERATOR must be cpu or gpu, got '$ACCELERATOR'" >&2; exit 2 ;;
 esac
@@ -157,9 +170,35 @@ train_diffusion midi tiny_midi "$WORK/midi" "$MIDI_STEPS" "$MIDI_BATCH"
 train_diffusion audio tiny "$WORK/audio" "$AUDIO_STEPS" "$AUDIO_BATCH" \
   --structure-twins "$TWINS" --train-timbre-encoder --init-timbre-from "$WORK/midi"
 
-# 7. released model folders (safetensors + model.json, timbre map fitted on the dataset)
+# 7. the decoder alone, on the same audio: the encoder (so every latent the diffusion models learnt)
+# stays bit-identical, and the releases below ship the new decoder with them
+DECODER_KEY="$CODEC_KEY decoder=$DECODER_STEPS adversarial=$DECODER_ADVERSARIAL_START lr=$DECODER_LR"
+DECODER_FLAG=()
+if [ "$DECODER_STEPS" -gt 0 ]; then
+  DECODER_FLAG=(--decoder-from "$WORK/decoder")
+  if done_with decoder "$DECODER_KEY"; then
+    log "decoder: done"
+  else
+    if [ -d "$WORK/decoder" ] && [ "$(cat "$WORK/decoder/.codec_key" 2>/dev/null)" != "$CODEC_KEY" ]; then
+      log "decoder: codec changed, moving the old run aside"
+      mv "$WORK/decoder" "$WORK/decoder.old-$(date +%Y%m%d%H%M%S)"
+    fi
+    mkdir -p "$WORK/decoder"
+    echo "$CODEC_KEY" > "$WORK/decoder/.codec_key"
+    log "decoder: up to step $DECODER_STEPS"
+    # shellcheck disable=SC2046
+    "$AFTER" train-codec --data "$WORK/data" --preset small --out "$WORK/decoder" --decoder-only \
+      --init-from "$WORK/codec" --adversarial-start "$DECODER_ADVERSARIAL_START" \
+      --max-steps "$DECODER_STEPS" --batch-size "$CODEC_BATCH" --crop-samples "$CODEC_CROP" \
+      --lr "$DECODER_LR" --accelerator "$ACCELERATOR" --checkpoint-every "$CHECKPOINT_EVERY" \
+      --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" --no-progress $(resume_flag "$WORK/decoder")
+    mark_done decoder "$DECODER_KEY"
+  fi
+fi
+
+# 8. released model folders (safetensors + model.json, timbre map fitted on the dataset)
 release() {  # stage run_dir name [extra release options]
-  local key="$CODEC_KEY $1 audio=$AUDIO_STEPS midi=$MIDI_STEPS fp16=$FP16 ${*:4}"
+  local key="$DECODER_KEY $1 audio=$AUDIO_STEPS midi=$MIDI_STEPS fp16=$FP16 ${*:4}"
   if done_with "release-$1" "$key" && [ -f "$MODELS_DIR/$3/model.json" ]; then
     log "release $3: done"
     return
@@ -168,10 +207,11 @@ release() {  # stage run_dir name [extra release options]
   local fp16_flag=()
   if [ "$FP16" = 1 ]; then fp16_flag=(--fp16); fi
   "$AFTER" release "$2" --out "$MODELS_DIR/$3" --name "$3" --dataset "$WORK/data" \
-    --map-steps "$MAP_STEPS" "${fp16_flag[@]}" "${@:4}"
+    --map-steps "$MAP_STEPS" "${fp16_flag[@]}" "${DECODER_FLAG[@]}" "${@:4}"
   mark_done "release-$1" "$key"
 }
 release audio "$WORK/audio" "$AUDIO_NAME" \
   --guidance-timbre "$AUDIO_GUIDANCE" --guidance-structure "$AUDIO_GUIDANCE"
-release midi "$WORK/midi" "$MIDI_NAME"
+release midi "$WORK/midi" "$MIDI_NAME" \
+  --guidance-timbre "$MIDI_GUIDANCE_TIMBRE" --guidance-structure "$MIDI_GUIDANCE_STRUCTURE"
 log "all stages done: $MODELS_DIR/$AUDIO_NAME and $MODELS_DIR/$MIDI_NAME"

@@ -1,7 +1,8 @@
 """recipes/default_model.sh runs end to end at a micro scale, skips finished stages and resumes.
 
 Slow (several minutes on two cores): synth 1 minute -> prepare -> codec -> encode -> audio and MIDI
-diffusion models -> released folders that load with :func:`after.runtime.bundle.load_bundle`.
+diffusion models -> decoder-only codec stage -> released folders that load with
+:func:`after.runtime.bundle.load_bundle`.
 """
 
 import json
@@ -26,6 +27,7 @@ def run_recipe(work: Path, models: Path, **overrides: str) -> subprocess.Complet
         "CODEC_STEPS": "12",
         "AUDIO_STEPS": "12",
         "MIDI_STEPS": "12",
+        "DECODER_STEPS": "6",
         "CODEC_BATCH": "2",
         "AUDIO_BATCH": "4",
         "MIDI_BATCH": "4",
@@ -67,12 +69,25 @@ def test_recipe_builds_loadable_models_and_resumes(tmp_path):
         assert twin_id(training["codec_id"]) in store.meta.codecs
     released = load_bundle(models / "default").diffusion_config
     assert released.guidance_timbre == released.guidance_structure == 2.0
+    midi = load_bundle(models / "default-midi").diffusion_config
+    assert (midi.guidance_timbre, midi.guidance_structure) == (1.5, 2.0)
+    # the released codec: the codec run's encoder (the latents the models learnt) with the decoder
+    # of the decoder-only stage
+    from after.codec.load import load_codec
+
+    codec = load_codec(work / "codec").module.state_dict()
+    decoder = load_codec(work / "decoder").module.state_dict()
+    assert any(not torch.equal(codec[k], decoder[k]) for k in codec if k.startswith("decoder."))
+    for name in ("default", "default-midi"):
+        for key, value in load_bundle(models / name).codec.state_dict().items():
+            source = decoder if key.startswith("decoder.") else codec
+            torch.testing.assert_close(value, source[key].half().float())
     assert "timbre encoder initialised from" in first.stderr
 
     # a second run with the same parameters skips every stage
     again = run_recipe(work, models)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stderr.count(": done") >= 8, again.stderr
+    assert again.stderr.count(": done") >= 9, again.stderr
 
     # more codec steps: the codec resumes from its checkpoint (step 12 -> 18), later stages rerun
     more = run_recipe(work, models, CODEC_STEPS="18")
@@ -80,4 +95,5 @@ def test_recipe_builds_loadable_models_and_resumes(tmp_path):
     assert "synth: done" in more.stderr and "prepare: done" in more.stderr
     codec_steps = [checkpoint_step(p) for p in (work / "codec" / "checkpoints").glob("*.ckpt")]
     assert max(codec_steps) == 18
+    assert "decoder: codec changed" in more.stderr
     assert load_bundle(models / "default").mode == "audio"

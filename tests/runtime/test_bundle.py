@@ -202,3 +202,41 @@ def test_release_stores_default_sampling_settings_that_hosts_start_with(tmp_path
         with pytest.raises(BadInputError, match=match):
             release_run(run_dir, tmp_path / "bad", map_steps=5, **bad)
     assert not (tmp_path / "bad").exists()  # nothing written for a refused value
+
+
+def test_release_with_a_fine_tuned_decoder_keeps_the_encoder_and_refuses_another_encoder(tmp_path):
+    """``after release --decoder-from``: the released codec has the new decoder and the run's encoder;
+    a codec whose encoder differs (latents the diffusion model never saw) is refused."""
+    from after.errors import BadInputError
+    from after.train.run import CONFIG_KEY, RunFolder, load_checkpoint
+
+    bundle, run_dir = make_runs(tmp_path)
+    codec_run = RunFolder(tmp_path / "codec")
+    checkpoint = load_checkpoint(codec_run.latest_checkpoint())
+
+    def codec_copy(name, changed_prefix):
+        state = dict(checkpoint["state_dict"])
+        prefix = f"codec.{changed_prefix}"
+        key = next(k for k in state if k.startswith(prefix) and state[k].is_floating_point())
+        state[key] = state[key] + 0.01
+        folder = RunFolder(tmp_path / name)
+        folder.save_config(checkpoint[CONFIG_KEY])
+        folder.checkpoint_dir.mkdir(parents=True)
+        torch.save({"state_dict": state, CONFIG_KEY: checkpoint[CONFIG_KEY]}, folder.checkpoint_path(1))
+        return folder.path, key[len("codec.") :]
+
+    tuned, changed = codec_copy("tuned", "decoder.")
+    out = bundle_module.release_run(run_dir, tmp_path / "released", map_steps=5, decoder_from=tuned)
+    released = load_bundle(out).codec.state_dict()
+    original = bundle.codec.state_dict()
+    for key, value in released.items():
+        expected = original[key] + 0.01 if key == changed else original[key]
+        torch.testing.assert_close(value, expected)
+
+    other, changed = codec_copy("other", "encoder.")
+    with pytest.raises(BadInputError, match=rf"other: its encoder differs .*{changed}"):
+        bundle_module.release_run(run_dir, tmp_path / "refused", map_steps=5, decoder_from=other)
+    missing = tmp_path / "missing"
+    with pytest.raises(BadInputError, match=r"--decoder-from: .*missing: codec not found"):
+        bundle_module.release_run(run_dir, tmp_path / "refused", map_steps=5, decoder_from=missing)
+    assert not (tmp_path / "refused").exists()

@@ -246,3 +246,61 @@ def test_init_from_starts_a_new_run_at_the_source_weights_and_refuses_another_ar
     with pytest.raises(BadInputError, match=r"missing\.ckpt: codec not found"):
         train_codec(tmp_path / "x", tiny_run_config(), quiet_options(max_steps=1), datasets=synthetic_sets(),
                     init_from=tmp_path / "missing.ckpt")  # fmt: skip
+
+
+def test_decoder_only_keeps_the_encoder_and_its_latents_and_improves_the_decoder(tmp_path, caplog):
+    """``--decoder-only``: every weight outside the decoder (so every latent) stays bit-identical,
+    through the adversarial phase too, while the reconstruction of the training audio improves."""
+    from after.cli.main import main
+    from after.codec.load import load_codec
+
+    source = tmp_path / "source"
+    train_codec(
+        source, tiny_run_config(learning_rate=3e-3), quiet_options(max_steps=20), datasets=synthetic_sets()
+    )
+    record = RecordMetric("train/stft")
+    config = tiny_run_config(
+        learning_rate=3e-3, train_encoder=False, adversarial_start=30, discriminator_every=2
+    )
+    train_codec(tmp_path / "decoder", config, quiet_options(max_steps=36), datasets=synthetic_sets(),
+                callbacks=[record], init_from=source)  # fmt: skip
+    before = load_codec(source).module
+    after = load_codec(tmp_path / "decoder").module
+    old, new = before.state_dict(), after.state_dict()
+    assert old.keys() == new.keys()
+    encoder_side = [key for key in old if not key.startswith("decoder.")]
+    assert encoder_side and all(torch.equal(old[key], new[key]) for key in encoder_side)
+    assert any(not torch.equal(old[key], new[key]) for key in old if key.startswith("decoder."))
+    audio = torch.stack([synthetic_sets()[0][i] for i in range(4)])
+    with torch.no_grad():
+        torch.testing.assert_close(before.encode(audio), after.encode(audio), rtol=0, atol=0)
+    first, last = sum(record.values[:5]) / 5, sum(record.values[25:30]) / 5
+    assert last < first, (first, last)
+
+    # from the command line the option needs a codec to start from
+    with caplog.at_level("ERROR"):
+        code = main(["train-codec", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--decoder-only"])
+    assert code == 2 and "--decoder-only trains the decoder of an existing codec" in caplog.text
+
+
+def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch):
+    """``--decoder-only`` and ``--no-perceptual-weighting`` end up in the training config that
+    ``config.json`` and every checkpoint keep (so a resumed run trains the same way)."""
+    import after.train.codec_module as codec_module
+    from after.cli.main import main
+
+    seen = {}
+
+    def capture(out, config, options, **kwargs):
+        seen.update(config=config, kwargs=kwargs)
+        return False
+
+    monkeypatch.setattr(codec_module, "train_codec", capture)
+    args = ["train-codec", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "small"]
+    assert main([*args, "--decoder-only", "--init-from", "codec", "--no-perceptual-weighting"]) == 0
+    training = seen["config"]["training"]
+    assert training["train_encoder"] is False and training["perceptual_weighting"] is False
+    assert seen["kwargs"]["init_from"] == "codec"
+    assert main(args) == 0
+    training = seen["config"]["training"]
+    assert training["train_encoder"] is True and training["perceptual_weighting"] is True

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="default structure guidance (default: the run's)",
     )
+    parser.add_argument(
+        "--decoder-from",
+        default=None,
+        help="ship the decoder of this codec run, fine-tuned from the run's codec with "
+        "`after train-codec --decoder-only` (its encoder must be identical)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     folder = release_run(
         args.run_dir, args.out, name=args.name, fp16=args.fp16, dataset=args.dataset,
         map_steps=args.map_steps, steps=args.steps, guidance_timbre=args.guidance_timbre,
-        guidance_structure=args.guidance_structure,
+        guidance_structure=args.guidance_structure, decoder_from=args.decoder_from,
     )  # fmt: skip
     logging.getLogger("after").info("released %s", folder)
     return 0

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="step at which the discriminator joins (default: the preset's)",
     )
+    parser.add_argument(
+        "--no-perceptual-weighting",
+        action="store_true",
+        help="compare spectra without the A-weighting filter (which weighs 60 Hz about 15 dB below "
+        "1 kHz): keeps bass fundamentals in the loss",
+    )
     parser.add_argument("--devices", default="1", help="devices per node (a number, or 'auto')")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--strategy", default="auto", help="'auto', or 'ddp' for several devices/nodes")
@@ -35,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="start a new run from the codec of this run folder, checkpoint or released model (fine-tuning)",
+    )
+    parser.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train the decoder alone (needs --init-from): the encoder and its latents stay as they "
+        "were, so diffusion models trained on them keep working (`after release --decoder-from`)",
     )
     parser.add_argument(
         "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"
@@ -65,6 +77,16 @@ def run(args: argparse.Namespace) -> int:
         "adversarial_start": args.adversarial_start,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
+    if args.no_perceptual_weighting:
+        overrides["perceptual_weighting"] = False
+    if args.decoder_only:
+        if args.init_from is None and not args.resume:
+            from after.errors import BadInputError
+
+            raise BadInputError(
+                "--decoder-only trains the decoder of an existing codec: give it with --init-from"
+            )
+        overrides["train_encoder"] = False
     if overrides:
         training = training_config_with(training, **overrides)
     data = {"path": str(Path(args.data).resolve()), "resample": not args.no_resample}

@@ -407,9 +407,14 @@ def release_run(
     steps: int | None = None,
     guidance_timbre: float | None = None,
     guidance_structure: float | None = None,
+    decoder_from: str | Path | None = None,
 ) -> Path:
     """``after release``: load a diffusion run folder, fit its 2-D timbre map (on ``dataset``'s
     chunks when given, else on synthetic references) and write a released model folder.
+
+    ``decoder_from`` (a codec run folder or checkpoint, or a released model) replaces the codec's
+    decoder with that codec's, which must share the run codec's config and every encoder weight
+    (``after train-codec --decoder-only``): see :func:`replace_decoder`.
 
     ``steps``, ``guidance_timbre`` and ``guidance_structure`` (``None``: the run's) become the
     released model's default sampling settings, the ones every host starts with. Raises
@@ -421,6 +426,8 @@ def release_run(
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise BadInputError(f"{option} {value}: expected a finite value >= 0")
     bundle = load_bundle(Path(run_dir))
+    if decoder_from is not None:
+        replace_decoder(bundle, decoder_from)
     if steps is not None and not 1 <= steps <= bundle.diffusion_config.denoiser.max_steps:
         raise BadInputError(
             f"steps {steps}: expected 1..{bundle.diffusion_config.denoiser.max_steps} (the model's max_steps)"
@@ -433,3 +440,45 @@ def release_run(
     vectors, labels = collect_timbre_vectors(bundle, dataset)
     bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)
     return release_bundle(bundle, out_dir, fp16=fp16)
+
+
+def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
+    """Give ``bundle``'s codec the decoder of the codec in ``source`` (run folder, checkpoint,
+    released model folder or packaged model name).
+
+    The latents the diffusion model learnt stay valid only when the encoder is the same, so the
+    source must have the same codec config and bit-identical weights outside ``decoder.*`` (a codec
+    fine-tuned with ``after train-codec --decoder-only`` from this one). Raises
+    :class:`BadInputError` naming ``source`` and the first difference otherwise.
+    """
+    from after.codec.load import load_codec
+    from after.config import config_differences
+
+    try:
+        if is_released_model(source):
+            other = load_bundle(source)
+            other_config, weights = other.codec_config, other.codec.state_dict()
+        else:
+            handle = load_codec(source)
+            if handle.kind != "run":
+                raise BadInputError(f"--decoder-from {source}: expected a codec run folder or checkpoint")
+            other_config, weights = codec_config_of(handle), handle.module.state_dict()
+    except ModelFileError as error:
+        raise BadInputError(f"--decoder-from: {error}") from error
+    details = config_differences(to_dict(bundle.codec_config), to_dict(other_config))
+    if details:
+        raise BadInputError(f"--decoder-from {source}: codec config differs from the run's ({details})")
+    own = bundle.codec.state_dict()
+    for key, value in own.items():
+        if key.startswith("decoder."):
+            continue
+        theirs = weights.get(key)
+        if theirs is None or not torch.equal(value.float(), theirs.float()):
+            raise BadInputError(
+                f"--decoder-from {source}: its encoder differs from the run's codec ({key}); the "
+                "diffusion model's latents would not match. Fine-tune with `after train-codec "
+                "--decoder-only --init-from` the run's codec"
+            )
+    merged = {key: (weights[key] if key.startswith("decoder.") else value) for key, value in own.items()}
+    bundle.codec.load_state_dict({key: value.float() for key, value in merged.items()})
+    log.info("codec decoder replaced by the one of %s (encoder unchanged)", source)

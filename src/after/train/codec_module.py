@@ -9,6 +9,10 @@ Schedule (``global_step`` counts batches; each batch makes exactly one optimiser
   codec with the reconstruction and regulariser terms plus feature matching and the hinge
   generator loss. Unlike the original, the reconstruction weight does not decay to zero.
 
+With ``train_encoder=False`` (``after train-codec --decoder-only``) only the decoder learns: the
+encoder (and so every latent it makes) stays exactly as it was, so diffusion models trained on this
+codec's latents keep working with the new decoder (``after release --decoder-from``).
+
 Two AdamW optimisers (codec, discriminator) under Lightning manual optimisation; gradients are
 clipped by norm. The codec is any module with ``encode(audio [B,1,T]) -> z [B,D,L]`` and
 ``decode(z) -> audio [B,1,T']`` (and optionally ``latency`` in samples: the reconstruction is
@@ -66,6 +70,7 @@ class CodecTrainingConfig:
     discriminator_fft_sizes: tuple[int, ...] = (206, 334, 542, 876, 1418, 2296)
     random_gain_db: float = 20.0
     val_examples: int = 2
+    train_encoder: bool = True
 
 
 TRAINING_PRESETS: dict[str, CodecTrainingConfig] = {
@@ -126,7 +131,17 @@ class CodecModule(L.LightningModule):
             training.stft_sizes, perceptual=training.perceptual_weighting, sample_rate=sample_rate
         )
 
+        if not training.train_encoder:
+            for name, parameter in codec.named_parameters():
+                if not name.startswith("decoder."):
+                    parameter.requires_grad_(False)
+
     # -- helpers ---------------------------------------------------------------------------------
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The codec parameters the generator optimiser updates (the decoder's alone when the
+        encoder is frozen)."""
+        return [p for p in self.codec.parameters() if p.requires_grad]
+
     def reconstruct(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio [B,1,T] -> (latents z [B,D,L], reconstruction [B,1,T'])."""
         z = self.codec.encode(audio)
@@ -149,7 +164,7 @@ class CodecModule(L.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         cfg = self.training_config
         generator = torch.optim.AdamW(
-            self.codec.parameters(),
+            self.trained_parameters(),
             cfg.learning_rate,
             betas=cfg.generator_betas,
             weight_decay=cfg.weight_decay,
@@ -182,6 +197,16 @@ class CodecModule(L.LightningModule):
         optimizer.zero_grad()
         return norm.detach()
 
+    def _encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B,1,T] -> (latents z [B,D,L], latent regulariser []); without gradient when the
+        encoder is frozen."""
+        with torch.set_grad_enabled(self.training_config.train_encoder and torch.is_grad_enabled()):
+            encode_with_regulariser = getattr(self.codec, "encode_with_regulariser", None)
+            if encode_with_regulariser is not None:  # the codec knows its own pre-bottleneck regulariser
+                return encode_with_regulariser(audio)
+            z = self.codec.encode(audio)
+            return z, latent_regularizer(z, self.training_config.latent_bound)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         cfg = self.training_config
         audio = self._augment(batch)  # [B, 1, T]
@@ -201,17 +226,14 @@ class CodecModule(L.LightningModule):
             self.log("train/discriminator", loss, prog_bar=True)
             return loss.detach()
 
-        encode_with_regulariser = getattr(self.codec, "encode_with_regulariser", None)
-        if encode_with_regulariser is not None:  # the codec knows its own pre-bottleneck regulariser
-            z, regularizer = encode_with_regulariser(audio)
-        else:
-            z = self.codec.encode(audio)
-            regularizer = latent_regularizer(z, cfg.latent_bound)
+        z, regularizer = self._encode(audio)
         reconstruction = self.codec.decode(z)
         fake, real = align_to_input(reconstruction, audio, self.delay)
         stft = self.reconstruction_loss(fake, real)
-        weight = regularizer_weight(step, cfg.regularizer_weight, cfg.regularizer_warmup)
-        loss = stft + weight * regularizer
+        loss = stft
+        if cfg.train_encoder:
+            weight = regularizer_weight(step, cfg.regularizer_weight, cfg.regularizer_warmup)
+            loss = loss + weight * regularizer
         if step >= cfg.adversarial_start:
             real_logits, real_features = self.discriminator(real)
             fake_logits, fake_features = self.discriminator(fake)
