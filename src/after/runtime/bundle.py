@@ -442,6 +442,31 @@ def release_run(
     return release_bundle(bundle, out_dir, fp16=fp16)
 
 
+def trainable_codec_weights(source: str | Path, option: str) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
+    """Config and float weights of the codec in ``source``: a codec run folder or checkpoint, a
+    released model folder or a packaged model's name. ``option`` (``--init-from``, ...) starts every
+    :class:`BadInputError` message: ``source`` missing or unreadable, or a TorchScript codec.
+    """
+    from after.codec.load import load_codec
+
+    try:
+        if is_released_model(source):
+            bundle = load_bundle(source)
+            return bundle.codec_config, bundle.codec.state_dict()
+        handle = load_codec(source)
+    except ModelFileError as error:
+        raise BadInputError(f"{option}: {error}") from error
+    if handle.kind != "run":
+        raise BadInputError(
+            f"{option} {source}: a TorchScript codec holds no trainable weights; give its run folder "
+            "or checkpoint"
+        )
+    try:
+        return codec_config_of(handle), handle.module.state_dict()
+    except ModelFileError as error:
+        raise BadInputError(f"{option}: {error}") from error
+
+
 def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
     """Give ``bundle``'s codec the decoder of the codec in ``source`` (run folder, checkpoint,
     released model folder or packaged model name).
@@ -451,20 +476,9 @@ def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
     fine-tuned with ``after train-codec --decoder-only`` from this one). Raises
     :class:`BadInputError` naming ``source`` and the first difference otherwise.
     """
-    from after.codec.load import load_codec
     from after.config import config_differences
 
-    try:
-        if is_released_model(source):
-            other = load_bundle(source)
-            other_config, weights = other.codec_config, other.codec.state_dict()
-        else:
-            handle = load_codec(source)
-            if handle.kind != "run":
-                raise BadInputError(f"--decoder-from {source}: expected a codec run folder or checkpoint")
-            other_config, weights = codec_config_of(handle), handle.module.state_dict()
-    except ModelFileError as error:
-        raise BadInputError(f"--decoder-from: {error}") from error
+    other_config, weights = trainable_codec_weights(source, "--decoder-from")
     details = config_differences(to_dict(bundle.codec_config), to_dict(other_config))
     if details:
         raise BadInputError(f"--decoder-from {source}: codec config differs from the run's ({details})")

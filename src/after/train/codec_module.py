@@ -347,25 +347,10 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     Raises :class:`~after.errors.BadInputError` naming ``source`` when it cannot be loaded, is a
     TorchScript file, or its codec config differs from ``codec_config``.
     """
-    from after.codec.load import load_codec
     from after.config import config_differences, to_dict
-    from after.errors import ModelFileError
-    from after.runtime.bundle import codec_config_of, is_released_model, load_bundle
+    from after.runtime.bundle import trainable_codec_weights
 
-    try:
-        if is_released_model(source):
-            bundle = load_bundle(source)
-            source_config, weights = bundle.codec_config, bundle.codec.state_dict()
-        else:
-            handle = load_codec(source)
-            if handle.kind != "run":
-                raise BadInputError(
-                    f"--init-from {source}: a TorchScript codec cannot be trained further; "
-                    "give its run folder or checkpoint"
-                )
-            source_config, weights = codec_config_of(handle), handle.module.state_dict()
-    except ModelFileError as error:
-        raise BadInputError(f"--init-from: {error}") from error
+    source_config, weights = trainable_codec_weights(source, "--init-from")
     details = config_differences(codec_config, to_dict(source_config))
     if details:
         raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
