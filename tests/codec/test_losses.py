@@ -1,9 +1,11 @@
 """Codec losses and discriminator: the distances measure what they claim to."""
 
+import pytest
 import torch
 
 from after.codec.discriminator import MultiScaleSTFTDiscriminator
 from after.codec.losses import (
+    LogFrequencySpectralLoss,
     MultiResolutionSTFTLoss,
     a_weighting_fir,
     a_weighting_gain,
@@ -64,6 +66,46 @@ def test_perceptual_loss_weighs_low_frequency_errors_less():
     ratio_plain = plain(low_error, target) / plain(mid_error, target)
     ratio_weighted = weighted(low_error, target) / weighted(mid_error, target)
     assert ratio_weighted < ratio_plain
+
+
+def band_limited(noise: torch.Tensor, low_hz: float, high_hz: float, gain: float, rate: int = 22050):
+    """``noise`` [1, 1, T] with the band [low_hz, high_hz) scaled by ``gain``."""
+    spectrum = torch.fft.rfft(noise)
+    freqs = torch.fft.rfftfreq(noise.shape[-1], 1 / rate)
+    spectrum[..., (freqs >= low_hz) & (freqs < high_hz)] *= gain
+    return torch.fft.irfft(spectrum, n=noise.shape[-1])
+
+
+def test_log_frequency_loss_weighs_the_bass_octaves_like_the_treble_octaves():
+    """Losing 10 dB over two octaves of bass (40-160 Hz) costs the log-frequency loss a large share
+    of what losing two octaves of treble (2.56-10.24 kHz) costs; the linear STFT loss and, far more,
+    its A-weighted form barely see the bass."""
+    torch.manual_seed(0)
+    target = torch.randn(1, 1, 3 * 22050)
+    no_bass, no_treble = band_limited(target, 40, 160, 0.3), band_limited(target, 2560, 10240, 0.3)
+    log_frequency = LogFrequencySpectralLoss(sample_rate=22050)
+    linear = MultiResolutionSTFTLoss((2048, 512, 128))
+    weighted = MultiResolutionSTFTLoss((2048, 512, 128), perceptual=True, sample_rate=22050)
+    ratios = {
+        name: (loss(no_bass, target) / loss(no_treble, target)).item()
+        for name, loss in (("log", log_frequency), ("linear", linear), ("weighted", weighted))
+    }
+    assert ratios["log"] > 0.3 and ratios["log"] > 4 * ratios["linear"] > 4 * ratios["weighted"], ratios
+    assert log_frequency(target, target) == 0
+
+
+def test_log_frequency_loss_tells_a_semitone_in_the_bass_and_has_gradients():
+    """A bass line a semitone off (55 vs 58.3 Hz) is far from the target, an octave error farther
+    still; an exact copy is at zero, and the gradient reaches every input sample."""
+    loss = LogFrequencySpectralLoss(sample_rate=22050)
+    target = tone(55.0, samples=22050)
+    semitone, octave = loss(tone(58.27, samples=22050), target), loss(tone(110.0, samples=22050), target)
+    assert loss(target, target) == 0 < loss(0.5 * target, target) < semitone < octave
+    prediction = tone(58.27, samples=22050).requires_grad_(True)
+    loss(prediction, target).backward()
+    assert torch.isfinite(prediction.grad).all() and (prediction.grad != 0).float().mean() > 0.99
+    with pytest.raises(ValueError, match="needs more than 4096 samples"):
+        loss(target[..., :4096], target[..., :4096])
 
 
 def test_latent_regulariser_and_its_warmup():

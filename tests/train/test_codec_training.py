@@ -283,9 +283,22 @@ def test_decoder_only_keeps_the_encoder_and_its_latents_and_improves_the_decoder
     assert code == 2 and "--decoder-only trains the decoder of an existing codec" in caplog.text
 
 
-def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch):
-    """``--decoder-only`` and ``--no-perceptual-weighting`` end up in the training config that
-    ``config.json`` and every checkpoint keep (so a resumed run trains the same way)."""
+def test_log_frequency_loss_joins_the_training_objective_and_falls(tmp_path):
+    """With ``log_frequency_weight`` the codec also minimises the log-frequency distance, which is
+    logged and falls on the tiny synthetic set."""
+    record = RecordMetric("train/log_frequency")
+    config = tiny_run_config(learning_rate=3e-3, log_frequency_weight=1.0)
+    train_codec(tmp_path / "run", config, quiet_options(max_steps=30), datasets=synthetic_sets(),
+                callbacks=[record])  # fmt: skip
+    assert len(record.values) == 30
+    first, last = sum(record.values[:5]) / 5, sum(record.values[-5:]) / 5
+    assert last < 0.9 * first, (first, last)
+
+
+def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch, caplog):
+    """``--decoder-only``, ``--no-perceptual-weighting``, ``--log-frequency-weight`` and
+    ``--stft-sizes`` end up in the training config that ``config.json`` and every checkpoint keep
+    (so a resumed run trains the same way); malformed FFT sizes are refused."""
     import after.train.codec_module as codec_module
     from after.cli.main import main
 
@@ -297,10 +310,16 @@ def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch):
 
     monkeypatch.setattr(codec_module, "train_codec", capture)
     args = ["train-codec", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "small"]
-    assert main([*args, "--decoder-only", "--init-from", "codec", "--no-perceptual-weighting"]) == 0
+    options = ["--decoder-only", "--init-from", "codec", "--no-perceptual-weighting"]
+    assert main([*args, *options, "--log-frequency-weight", "0.5", "--stft-sizes", "8192,4096,32"]) == 0
     training = seen["config"]["training"]
     assert training["train_encoder"] is False and training["perceptual_weighting"] is False
+    assert training["log_frequency_weight"] == 0.5 and tuple(training["stft_sizes"]) == (8192, 4096, 32)
+    for bad in ("8192,3000", "8192,,64", "8"):
+        assert main([*args, "--stft-sizes", bad]) == 2
+    assert "--stft-sizes: expected powers of two of at least 16, got '8'" in caplog.text
     assert seen["kwargs"]["init_from"] == "codec"
     assert main(args) == 0
     training = seen["config"]["training"]
     assert training["train_encoder"] is True and training["perceptual_weighting"] is True
+    assert training["log_frequency_weight"] == 0.0

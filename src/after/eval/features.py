@@ -11,12 +11,11 @@ reflect-padded by ``n_fft // 2`` on both sides (zero-padded when it is too short
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.fft
 
 from after.data.audio import as_mono, resample
+from after.nn.mel import mel_filterbank
 
 EVAL_SAMPLE_RATE = 16_000
 """Rate (Hz) at which every spectral metric is computed."""
@@ -56,35 +55,6 @@ def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
     spectrum = scipy.fft.rfft(frames * window, axis=1)  # [frames, bins]
     return (np.abs(spectrum) ** 2).T  # [frames, bins] -> [bins, frames]
-
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    hz = np.asarray(hz, dtype=np.float64)
-    linear = hz / (200.0 / 3.0)
-    log_part = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(hz >= 1000.0, log_part, linear)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    linear = mel * (200.0 / 3.0)
-    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
-    return np.where(mel >= 15.0, log_part, linear)
-
-
-@functools.lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney-style triangular mel filters from 0 Hz to Nyquist: ``[n_mels, n_fft // 2 + 1]``."""
-    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
-    widths = np.diff(edges_hz)  # [n_mels + 1]
-    slopes = edges_hz[:, None] - fft_hz[None, :]  # [n_mels + 2, bins]
-    rising = -slopes[:-2] / widths[:-1, None]
-    falling = slopes[2:] / widths[1:, None]
-    bank = np.maximum(0.0, np.minimum(rising, falling))  # [n_mels, bins]
-    bank *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # unit area per triangle
-    bank.setflags(write=False)
-    return bank
 
 
 def mel_spectrogram(

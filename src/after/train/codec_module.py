@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from after.codec.discriminator import MultiScaleSTFTDiscriminator
 from after.codec.losses import (
+    LogFrequencySpectralLoss,
     MultiResolutionSTFTLoss,
     feature_matching_loss,
     hinge_discriminator_loss,
@@ -59,6 +60,7 @@ class CodecTrainingConfig:
     grad_clip: float = 2.0
     stft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
     perceptual_weighting: bool = True
+    log_frequency_weight: float = 0.0
     regularizer_weight: float = 0.1
     regularizer_warmup: int = 100_000
     latent_bound: float = 3.0
@@ -129,6 +131,9 @@ class CodecModule(L.LightningModule):
         )
         self.reconstruction_loss = MultiResolutionSTFTLoss(
             training.stft_sizes, perceptual=training.perceptual_weighting, sample_rate=sample_rate
+        )
+        self.log_frequency_loss = (
+            LogFrequencySpectralLoss(sample_rate=sample_rate) if training.log_frequency_weight > 0 else None
         )
 
         if not training.train_encoder:
@@ -231,6 +236,10 @@ class CodecModule(L.LightningModule):
         fake, real = align_to_input(reconstruction, audio, self.delay)
         stft = self.reconstruction_loss(fake, real)
         loss = stft
+        if self.log_frequency_loss is not None:
+            log_frequency = self.log_frequency_loss(fake, real)
+            loss = loss + cfg.log_frequency_weight * log_frequency
+            self.log("train/log_frequency", log_frequency)
         if cfg.train_encoder:
             weight = regularizer_weight(step, cfg.regularizer_weight, cfg.regularizer_warmup)
             loss = loss + weight * regularizer
@@ -255,6 +264,8 @@ class CodecModule(L.LightningModule):
         fake, real = align_to_input(reconstruction, batch, self.delay)
         stft = self.reconstruction_loss(fake, real)
         self.log("val/stft", stft, prog_bar=True, sync_dist=True)
+        if self.log_frequency_loss is not None:
+            self.log("val/log_frequency", self.log_frequency_loss(fake, real), sync_dist=True)
         if batch_idx == 0:
             self._log_audio(real, fake)
         return stft
