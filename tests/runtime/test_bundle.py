@@ -240,3 +240,76 @@ def test_release_with_a_fine_tuned_decoder_keeps_the_encoder_and_refuses_another
     with pytest.raises(BadInputError, match=r"--decoder-from: .*missing: codec not found"):
         bundle_module.release_run(run_dir, tmp_path / "refused", map_steps=5, decoder_from=missing)
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_released_models_codec_serves_encode_training_release_and_export(released, tmp_path, monkeypatch):
+    """Fine-tuning a released model on other sounds starts from its codec: ``load_codec`` takes the
+    model folder or a packaged name (the run config then stores the folder, not the bare name), a
+    diffusion run trained on it loads and releases with that codec unchanged, and export-codec takes
+    it too."""
+    from after.codec.load import load_codec
+    from after.export.codec_export import export_codec
+    from after.runtime.bundle import codec_config_of
+    from after.train.diffusion_config import train_preset
+    from after.train.diffusion_run import codec_section, diffusion_run_config
+    from after.train.run import CONFIG_KEY, RunFolder
+
+    bundle, folder = released
+    models = tmp_path / "models"
+    models.mkdir()
+    copy_folder(folder, models / "packaged")
+    monkeypatch.setattr(bundle_module, "models_dir", lambda: models)
+    monkeypatch.chdir(tmp_path)
+    handle = load_codec("packaged")
+    assert handle.kind == "model" and handle.source == models / "packaged"
+    # named by the content of codec.safetensors alone, so models that ship the same codec share latents
+    assert handle.codec_id == load_codec(folder).codec_id and handle.codec_id.startswith("codec-")
+    assert codec_config_of(handle) == bundle.codec_config
+    audio = torch.from_numpy(np.sin(np.arange(4096) / 7.0).astype(np.float32) * 0.3).view(1, 1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(handle.encode(audio), bundle.codec.encode(audio))
+    section = codec_section(handle, "packaged")
+    assert section["path"] == str(models / "packaged")
+
+    run = RunFolder(tmp_path / "finetune")
+    run.save_config(diffusion_run_config("tiny", bundle.diffusion_config, train_preset("tiny"), {"path": "-"},
+                                         section))  # fmt: skip
+    run.checkpoint_dir.mkdir(parents=True)
+    state = {f"ema.module.{k}": v for k, v in bundle.model.state_dict().items()}
+    torch.save({"state_dict": state, CONFIG_KEY: run.load_config()}, run.checkpoint_path(3))
+    loaded = load_bundle(run.path)
+    assert loaded.codec_config == bundle.codec_config
+    again = load_bundle(release_bundle(loaded, tmp_path / "released"))
+    for key, value in bundle.codec.state_dict().items():
+        torch.testing.assert_close(again.codec.state_dict()[key], value)
+
+    assert export_codec("packaged", tmp_path / "codec.ts").is_file()
+    with pytest.raises(ModelFileError, match=r"codec not found.*released model folder"):
+        load_codec(tmp_path / "missing")
+
+
+def test_init_from_accepts_a_model_whose_sampling_settings_were_tuned(released, tmp_path):
+    """A released model's tuned guidance and steps are not architecture: ``--init-from`` takes it into a
+    run of the plain preset, while a real architecture difference is still refused."""
+    import dataclasses
+
+    from after.diffusion.model import build_model
+    from after.errors import BadInputError
+    from after.train.diffusion_config import train_preset
+    from after.train.diffusion_module import DiffusionModule
+    from after.train.diffusion_run import initialise_diffusion
+
+    bundle, _ = released
+    tuned = load_bundle(released[1])
+    tuned.diffusion_config = dataclasses.replace(
+        tuned.diffusion_config, guidance_timbre=1.5, guidance_structure=2.0, n_steps=6
+    )
+    folder = release_bundle(tuned, tmp_path / "tuned")
+    config = bundle.diffusion_config
+    module = DiffusionModule(build_model(config), config, train_preset("tiny"))
+    initialise_diffusion(module, bundle.diffusion_config, folder)
+    for key, value in bundle.model.state_dict().items():
+        torch.testing.assert_close(module.model.state_dict()[key], value)
+    other = dataclasses.replace(bundle.diffusion_config, timbre_dim=bundle.diffusion_config.timbre_dim + 1)
+    with pytest.raises(BadInputError, match="timbre_dim"):
+        initialise_diffusion(module, other, folder)

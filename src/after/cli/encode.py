@@ -8,7 +8,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="dataset folder made by `after prepare`")
     parser.add_argument(
-        "--codec", required=True, help="codec run folder, checkpoint or TorchScript file (.ts)"
+        "--codec",
+        required=True,
+        help="codec run folder, checkpoint, released model (e.g. default) or TorchScript file (.ts)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="chunks encoded per batch")
     parser.add_argument(

@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="codec run folder (its latest checkpoint is used) or a .ckpt file")
+    parser.add_argument(
+        "run_dir", help="codec run folder (its latest checkpoint), a .ckpt file or a released model (default)"
+    )
     parser.add_argument("--out", required=True, help="TorchScript file to write, e.g. codec.ts")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(

@@ -10,7 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", required=True, help="dataset folder with latents of --codec (`after encode`)"
     )
     parser.add_argument(
-        "--codec", required=True, help="codec run folder, checkpoint or TorchScript file (.ts)"
+        "--codec",
+        required=True,
+        help="codec run folder, checkpoint, released model (e.g. default) or TorchScript file (.ts)",
     )
     parser.add_argument(
         "--preset", default="tiny", help="model and training preset: base, midi, tiny, tiny_midi"

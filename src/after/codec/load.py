@@ -4,6 +4,9 @@
 
 * one of our run folders (its latest checkpoint) or a checkpoint file (``*.ckpt``) — weights are read
   with ``torch.load(weights_only=True)``, never by running code from the file;
+* a released model folder or the name of a packaged model (``default``): its codec, read from
+  ``codec.safetensors`` after the checks of :func:`after.runtime.bundle.load_bundle` — so that a
+  dataset can be encoded for fine-tuning a released model on other sounds;
 * one of our exported TorchScript files (``after export-codec``);
 * any TorchScript file with ``encode`` (audio ``[B,1,T]`` -> ``[B,D,L]``) and ``decode`` (back) methods,
   such as an exported RAVE model. Hop and latent size come from its ``encode_params`` buffer when it
@@ -44,7 +47,7 @@ class CodecHandle:
         sample_rate: audio rate in Hz.
         codec_id: short stable id (name + content hash) under which dataset latents are stored.
         source: the file or folder it was loaded from.
-        kind: ``"run"`` (our checkpoint) or ``"torchscript"``.
+        kind: ``"run"`` (our checkpoint), ``"model"`` (a released model folder) or ``"torchscript"``.
         latency: algorithmic delay of encode+decode in samples (0 when unknown).
     """
 
@@ -237,16 +240,44 @@ def _load_script(path: Path, sample_rate: int | None) -> CodecHandle:
     )
 
 
+def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
+    from after.runtime.bundle import load_bundle
+
+    bundle = load_bundle(path_or_name)
+    folder = Path(bundle.source)
+    codec = bundle.codec.float().eval()
+    return CodecHandle(
+        module=codec,
+        hop=int(bundle.hop),
+        latent_dim=int(bundle.latent_dim),
+        sample_rate=int(bundle.sample_rate),
+        # named by content alone: models that ship the same codec (default, default-midi) share latents
+        codec_id=_codec_id("codec", folder / "codec.safetensors"),
+        source=folder,
+        kind="model",
+        latency=int(getattr(codec, "latency", 0)),
+    )
+
+
 def load_codec(path: str | Path, sample_rate: int | None = None) -> CodecHandle:
-    """Load a codec from a run folder, a checkpoint or a TorchScript file (see the module docstring).
+    """Load a codec from a run folder, a checkpoint, a released model folder (or packaged model
+    name) or a TorchScript file (see the module docstring).
 
     ``sample_rate`` is used only for a TorchScript codec that does not state its own rate.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: codec not found (expected a run folder, a checkpoint or a .ts file)")
-    is_run = path.is_dir() or path.suffix == ".ckpt"
-    handle = _load_run(path) if is_run else _load_script(path, sample_rate)
+    from after.runtime.bundle import is_released_model
+
+    if is_released_model(path):
+        handle = _load_model_folder(path)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise ModelFileError(
+                f"{path}: codec not found (expected a run folder, a checkpoint, a released model folder "
+                "or a .ts file)"
+            )
+        is_run = path.is_dir() or path.suffix == ".ckpt"
+        handle = _load_run(path) if is_run else _load_script(path, sample_rate)
     log.info(
         "codec %s: hop %d, %d latent channels, %d Hz (%s)",
         handle.codec_id,

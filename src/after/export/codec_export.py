@@ -91,8 +91,10 @@ def export_codec(source: str | Path, out: str | Path, streaming: bool = True) ->
     from after.export.check import check_export
 
     handle = load_codec(source)
-    if handle.kind != "run":
-        raise ModelFileError(f"{source}: export needs a run folder or checkpoint, not a {handle.kind} file")
+    if handle.kind not in ("run", "model"):
+        raise ModelFileError(
+            f"{source}: export needs a run folder, checkpoint or released model, not a {handle.kind} file"
+        )
     out = Path(out)
     ExportedCodec(handle.module, streaming=streaming).export(out)
     problems = check_export(out)

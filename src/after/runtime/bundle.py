@@ -316,10 +316,10 @@ def _load_run(run_path: Path) -> ModelBundle:
     model, diffusion_config, _ = load_diffusion_run(run_path)
     run_dir = run_path if run_path.is_dir() else run_path.parent.parent
     handle = load_run_codec(run_dir)
-    if handle.kind != "run" or not isinstance(handle.module, Codec):
+    if handle.kind not in ("run", "model") or not isinstance(handle.module, Codec):
         raise ModelFileError(
-            f"{handle.source}: streaming generation needs the codec's run folder or checkpoint, "
-            f"not a {handle.kind} codec"
+            f"{handle.source}: streaming generation needs the codec's run folder, checkpoint or "
+            f"released model, not a {handle.kind} codec"
         )
     codec_config = codec_config_of(handle)
     return ModelBundle(
@@ -328,8 +328,11 @@ def _load_run(run_path: Path) -> ModelBundle:
 
 
 def codec_config_of(handle: Any) -> CodecConfig:
-    """The codec config stored in the checkpoint ``handle`` was loaded from."""
+    """The codec config stored in the checkpoint (or released model folder) ``handle`` was loaded from."""
     from after.train.run import CONFIG_KEY, load_checkpoint
+
+    if handle.kind == "model":
+        return load_bundle(handle.source).codec_config
 
     config = load_checkpoint(handle.source).get(CONFIG_KEY, {})
     section = config.get("codec") if isinstance(config, dict) else None

@@ -50,7 +50,8 @@ RESUME_CHANGEABLE = (
 def codec_section(codec: Any, path: str | Path) -> dict[str, Any]:
     """The run config's description of a loaded codec handle (:class:`after.codec.load.CodecHandle`)."""
     return {
-        "path": str(Path(path).resolve()),
+        # a packaged model's name does not resolve against the working folder: keep its folder
+        "path": str(Path(codec.source if codec.kind == "model" else path).resolve()),
         "codec_id": str(codec.codec_id),
         "hop": int(codec.hop),
         "latent_dim": int(codec.latent_dim),
@@ -247,16 +248,15 @@ def train_diffusion(
 
     changes = dict(changes or {})
     codec = load_codec(codec_path)
+    codec_description = codec_section(codec, codec_path)
     training = with_changes(
-        train_preset(preset), **changes, codec_path=str(Path(codec_path).resolve()), codec_id=codec.codec_id
+        train_preset(preset), **changes, codec_path=codec_description["path"], codec_id=codec.codec_id
     )
     model_config = dataclasses.replace(
         diffusion or diffusion_preset(preset), latent_dim=int(codec.latent_dim)
     )
     data_section = {"path": str(Path(data).resolve())}
-    run_config = diffusion_run_config(
-        preset, model_config, training, data_section, codec_section(codec, codec_path)
-    )
+    run_config = diffusion_run_config(preset, model_config, training, data_section, codec_description)
     run, config, checkpoint = prepare_run(out, run_config, resume)
     if checkpoint is not None:
         model_config, saved = parse_run_config(config, str(run.config_path))
@@ -317,13 +317,20 @@ def _load_float(target: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
     target.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
+SAMPLING_KEYS = ("n_steps", "guidance_timbre", "guidance_structure", "sampling_schedule")
+"""Config fields that only set how a model is sampled (``after release`` tunes them); two models
+that differ only there share an architecture."""
+
+
 def initialise_diffusion(module: Any, model_config: DiffusionConfig, source: str | Path) -> None:
     """Copy the averaged weights of ``source`` (a diffusion run folder or checkpoint, a released model
     folder or a packaged model's name) into ``module``'s model and its moving average. Raises
-    :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ."""
+    :class:`BadInputError` naming ``source`` when the architectures (latent size included) differ;
+    the sampling settings (:data:`SAMPLING_KEYS`, e.g. a released model's tuned guidance) may."""
     model, source_config = _source_model(source, "--init-from")
     mine, theirs = dataclasses.asdict(model_config), dataclasses.asdict(source_config)
-    details = config_differences(mine, theirs)
+    keys = sorted((set(mine) | set(theirs)) - set(SAMPLING_KEYS))
+    details = config_differences(mine, theirs, keys)
     if details:
         raise BadInputError(f"--init-from {source}: model architecture differs ({details})")
     _load_float(module.model, model.state_dict())
