@@ -49,6 +49,8 @@ class CodecHandle:
         source: the file or folder it was loaded from.
         kind: ``"run"`` (our checkpoint), ``"model"`` (a released model folder) or ``"torchscript"``.
         latency: algorithmic delay of encode+decode in samples (0 when unknown).
+        config: the codec's :class:`~after.codec.config.CodecConfig` when it came with the handle (a
+            released model's; ``None`` for runs, whose checkpoint holds it, and TorchScript files).
     """
 
     module: Any
@@ -59,6 +61,7 @@ class CodecHandle:
     source: Path
     kind: str
     latency: int = 0
+    config: Any = None
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B,1,T]`` -> latents ``[B,D,ceil(T/hop)]`` (the end is zero-padded to whole hops)."""
@@ -256,6 +259,7 @@ def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
         source=folder,
         kind="model",
         latency=int(getattr(codec, "latency", 0)),
+        config=bundle.codec_config,
     )
 
 

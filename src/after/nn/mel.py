@@ -1,5 +1,6 @@
-"""Mel scale: Slaney-style conversions and triangular filterbanks (numpy, shared by the eval
-features and the codec's mel loss)."""
+"""Frequency scales for spectral features and losses (numpy): Slaney-style mel conversions and
+filterbank (eval features) and a log-frequency filterbank, 12 filters per octave (the codec's
+log-frequency loss)."""
 
 from __future__ import annotations
 

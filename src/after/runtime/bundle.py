@@ -331,8 +331,8 @@ def codec_config_of(handle: Any) -> CodecConfig:
     """The codec config stored in the checkpoint (or released model folder) ``handle`` was loaded from."""
     from after.train.run import CONFIG_KEY, load_checkpoint
 
-    if handle.kind == "model":
-        return load_bundle(handle.source).codec_config
+    if handle.config is not None:  # a released model's, read with its weights
+        return handle.config
 
     config = load_checkpoint(handle.source).get(CONFIG_KEY, {})
     section = config.get("codec") if isinstance(config, dict) else None
@@ -453,13 +453,10 @@ def trainable_codec_weights(source: str | Path, option: str) -> tuple[CodecConfi
     from after.codec.load import load_codec
 
     try:
-        if is_released_model(source):
-            bundle = load_bundle(source)
-            return bundle.codec_config, bundle.codec.state_dict()
         handle = load_codec(source)
     except ModelFileError as error:
         raise BadInputError(f"{option}: {error}") from error
-    if handle.kind != "run":
+    if handle.kind not in ("run", "model"):
         raise BadInputError(
             f"{option} {source}: a TorchScript codec holds no trainable weights; give its run folder "
             "or checkpoint"
