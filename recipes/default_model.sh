@@ -23,6 +23,9 @@
 #   CODEC_BATCH, AUDIO_BATCH, MIDI_BATCH   batch sizes                        [cpu: 4/16/16, gpu: 16/64/64]
 #   CODEC_CROP        audio samples per codec training example               [cpu: 32768, gpu: 65536]
 #   CODEC_LR          codec learning rate                                     [5e-4]
+#   CODEC_LOSSES      loss options of both codec stages   [--no-perceptual-weighting
+#                     --log-frequency-weight 1 --stft-sizes 8192,4096,...,32: bass and the pitch of
+#                     held notes count; see benchmarks/README.md, "Codec pitch on steady tones"]
 #   CHECKPOINT_EVERY  checkpoint interval of every training stage (steps)    [cpu: 500, gpu: 2000]
 #   WORKERS           DataLoader worker processes                            [cpu: 0, gpu: 6]
 #   SEED              seed of the rendered corpus                             [0]
@@ -61,6 +64,7 @@ AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-2}
 MIDI_GUIDANCE_TIMBRE=${MIDI_GUIDANCE_TIMBRE:-1.5}
 MIDI_GUIDANCE_STRUCTURE=${MIDI_GUIDANCE_STRUCTURE:-2}
 CODEC_LR=${CODEC_LR:-5e-4}
+CODEC_LOSSES=${CODEC_LOSSES:---no-perceptual-weighting --log-frequency-weight 1 --stft-sizes 8192,4096,2048,1024,512,256,128,64,32}
 SAMPLE_RATE=22050
 CHUNK_SECONDS=6
 
@@ -120,16 +124,16 @@ else
 fi
 
 # 3. codec
-CODEC_KEY="$PREPARE_KEY steps=$CODEC_STEPS lr=$CODEC_LR crop=$CODEC_CROP"
+CODEC_KEY="$PREPARE_KEY steps=$CODEC_STEPS lr=$CODEC_LR crop=$CODEC_CROP losses=$CODEC_LOSSES"
 if done_with codec "$CODEC_KEY"; then
   log "train-codec: done"
 else
   log "train-codec: up to step $CODEC_STEPS"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2086
   "$AFTER" train-codec --data "$WORK/data" --preset small --out "$WORK/codec" \
     --max-steps "$CODEC_STEPS" --batch-size "$CODEC_BATCH" --crop-samples "$CODEC_CROP" --lr "$CODEC_LR" \
     --accelerator "$ACCELERATOR" --checkpoint-every "$CHECKPOINT_EVERY" \
-    --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" --no-progress $(resume_flag "$WORK/codec")
+    --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" --no-progress $CODEC_LOSSES $(resume_flag "$WORK/codec")
   mark_done codec "$CODEC_KEY"
 fi
 
@@ -157,7 +161,7 @@ train_diffusion() {  # stage preset run_dir steps batch [extra train options]
   mkdir -p "$3"
   echo "$CODEC_KEY" > "$3/.codec_key"
   log "train $2: up to step $4"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046,SC2086
   "$AFTER" train --data "$WORK/data" --codec "$WORK/codec" --preset "$2" --out "$3" \
     --max-steps "$4" --batch-size "$5" --accelerator "$ACCELERATOR" \
     --checkpoint-every "$CHECKPOINT_EVERY" --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" \
@@ -186,12 +190,12 @@ if [ "$DECODER_STEPS" -gt 0 ]; then
     mkdir -p "$WORK/decoder"
     echo "$CODEC_KEY" > "$WORK/decoder/.codec_key"
     log "decoder: up to step $DECODER_STEPS"
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     "$AFTER" train-codec --data "$WORK/data" --preset small --out "$WORK/decoder" --decoder-only \
       --init-from "$WORK/codec" --adversarial-start "$DECODER_ADVERSARIAL_START" \
       --max-steps "$DECODER_STEPS" --batch-size "$CODEC_BATCH" --crop-samples "$CODEC_CROP" \
       --lr "$DECODER_LR" --accelerator "$ACCELERATOR" --checkpoint-every "$CHECKPOINT_EVERY" \
-      --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" --no-progress $(resume_flag "$WORK/decoder")
+      --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" --no-progress $CODEC_LOSSES $(resume_flag "$WORK/decoder")
     mark_done decoder "$DECODER_KEY"
   fi
 fi
