@@ -161,7 +161,7 @@ train_diffusion() {  # stage preset run_dir steps batch [extra train options]
   mkdir -p "$3"
   echo "$CODEC_KEY" > "$3/.codec_key"
   log "train $2: up to step $4"
-  # shellcheck disable=SC2046,SC2086
+  # shellcheck disable=SC2046
   "$AFTER" train --data "$WORK/data" --codec "$WORK/codec" --preset "$2" --out "$3" \
     --max-steps "$4" --batch-size "$5" --accelerator "$ACCELERATOR" \
     --checkpoint-every "$CHECKPOINT_EVERY" --val-every "$CHECKPOINT_EVERY" --workers "$WORKERS" \
