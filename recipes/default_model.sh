@@ -6,7 +6,8 @@
 #   -> after train --preset tiny_midi (MIDI structure), then --preset tiny (audio structure: structure
 #      twins, timbre encoder from the MIDI model)
 #   -> after train-codec --decoder-only (the codec's decoder alone: the latents stay the same)
-#   -> after release --decoder-from (released model folders: safetensors + model.json)
+#   -> after release --decoder-from (released model folders: safetensors + model.json; the MIDI
+#      model names the audio model's codec file, --share-codec-with, so the package holds one copy)
 #
 # Every stage is resumable: a stage whose marker file exists (with the same parameters) is
 # skipped, and the training stages continue from the last checkpoint of their run folder.
@@ -217,5 +218,6 @@ release() {  # stage run_dir name [extra release options]
 release audio "$WORK/audio" "$AUDIO_NAME" \
   --guidance-timbre "$AUDIO_GUIDANCE" --guidance-structure "$AUDIO_GUIDANCE"
 release midi "$WORK/midi" "$MIDI_NAME" \
-  --guidance-timbre "$MIDI_GUIDANCE_TIMBRE" --guidance-structure "$MIDI_GUIDANCE_STRUCTURE"
+  --guidance-timbre "$MIDI_GUIDANCE_TIMBRE" --guidance-structure "$MIDI_GUIDANCE_STRUCTURE" \
+  --share-codec-with "$MODELS_DIR/$AUDIO_NAME"
 log "all stages done: $MODELS_DIR/$AUDIO_NAME and $MODELS_DIR/$MIDI_NAME"

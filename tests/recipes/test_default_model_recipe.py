@@ -83,6 +83,11 @@ def test_recipe_builds_loadable_models_and_resumes(tmp_path):
             source = decoder if key.startswith("decoder.") else codec
             torch.testing.assert_close(value, source[key].half().float())
     assert "timbre encoder initialised from" in first.stderr
+    # one codec file for both models: the MIDI model names the audio model's
+    assert not (models / "default-midi" / "codec.safetensors").exists()
+    assert json.loads((models / "default-midi" / "model.json").read_text())["codec_file"] == (
+        "../default/codec.safetensors"
+    )
 
     # a second run with the same parameters skips every stage
     again = run_recipe(work, models)
@@ -97,3 +102,4 @@ def test_recipe_builds_loadable_models_and_resumes(tmp_path):
     assert max(codec_steps) == 18
     assert "decoder: codec changed" in more.stderr
     assert load_bundle(models / "default").mode == "audio"
+    assert load_bundle(models / "default-midi").mode == "midi"  # re-released beside the new codec

@@ -313,3 +313,65 @@ def test_init_from_accepts_a_model_whose_sampling_settings_were_tuned(released, 
     other = dataclasses.replace(bundle.diffusion_config, timbre_dim=bundle.diffusion_config.timbre_dim + 1)
     with pytest.raises(BadInputError, match="timbre_dim"):
         initialise_diffusion(module, other, folder)
+
+
+def test_two_models_share_one_codec_file(released, tmp_path, monkeypatch):
+    from after.errors import BadInputError
+    from after.runtime.bundle import CODEC_FILE, share_codec
+
+    bundle, folder = released
+    (tmp_path / "models").mkdir()
+    owner = copy_folder(folder, tmp_path / "models" / "audio")
+    sharer = copy_folder(folder, tmp_path / "models" / "midi")
+    assert share_codec(sharer, owner) == owner / CODEC_FILE
+    description = json.loads((sharer / MODEL_FILE).read_text())
+    assert not (sharer / CODEC_FILE).exists()
+    assert (description["codec_file"], description["format_version"]) == ("../audio/codec.safetensors", 2)
+    loaded = load_bundle(sharer)
+    for key, value in bundle.codec.state_dict().items():
+        assert torch.equal(loaded.codec.state_dict()[key], value)
+
+    # the shared file is still pinned by the sha256 in the sharer's model.json
+    data = bytearray((owner / CODEC_FILE).read_bytes())
+    (owner / CODEC_FILE).write_bytes(bytes(data[:-1]) + bytes([data[-1] ^ 1]))
+    with pytest.raises(ModelFileError, match=r"audio/codec\.safetensors: sha256 .* does not match"):
+        load_bundle(sharer)
+    (owner / CODEC_FILE).write_bytes(bytes(data))
+
+    # copied away from its owner: found among the packaged models by sha256, else a clear refusal
+    alone = copy_folder(sharer, tmp_path / "alone")
+    monkeypatch.setattr(bundle_module, "models_dir", lambda: tmp_path / "models")
+    assert load_bundle(alone).codec_config == bundle.codec_config
+    monkeypatch.setattr(bundle_module, "models_dir", lambda: tmp_path / "nothing-here")
+    (tmp_path / "nothing-here").mkdir()
+    with pytest.raises(
+        ModelFileError, match=r"shares the codec file \.\./audio/codec\.safetensors, which is missing"
+    ):
+        load_bundle(alone)
+
+    # only byte-identical codecs can be shared; a path that is not a relative .safetensors is refused
+    other = random_bundle(codec_preset("tiny"), diffusion_preset("tiny"), seed=3, name="other")
+    different = release_bundle(other, tmp_path / "different")
+    with pytest.raises(BadInputError, match="only models trained on the same codec can share it"):
+        share_codec(different, owner)
+    assert (different / CODEC_FILE).is_file()  # nothing removed on refusal
+    with pytest.raises(BadInputError, match="shares its codec itself"):
+        share_codec(different, sharer)
+    for bad in ("/etc/codec.safetensors", "../audio/codec.pt", 3):
+        description["codec_file"] = bad
+        (alone / MODEL_FILE).write_text(json.dumps(description))
+        with pytest.raises(ModelFileError, match=r"codec_file .*expected a relative path"):
+            load_bundle(alone)
+    description["codec_file"], description["format_version"] = "../audio/codec.safetensors", 1
+    (alone / MODEL_FILE).write_text(json.dumps(description))
+    with pytest.raises(ModelFileError, match="codec_file needs format_version 2"):
+        load_bundle(alone)
+
+
+def test_release_refuses_a_share_codec_with_that_is_no_model(tmp_path):
+    from after.errors import BadInputError
+    from after.runtime.bundle import release_run
+
+    with pytest.raises(BadInputError, match=r"--share-codec-with .*nowhere: not a released model folder"):
+        release_run(tmp_path / "run", tmp_path / "out", share_codec_with=tmp_path / "nowhere")
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,20 @@ def test_both_models_ship_as_safetensors_and_json_within_the_budget():
     assert audio.sample_rate == midi.sample_rate
 
 
+def test_the_two_models_share_one_codec_file_and_a_copy_still_loads(tmp_path):
+    # one 12 MB codec in the package: the MIDI model's model.json names the audio model's file
+    codecs = [p for p in shipped_files() if p.name == "codec.safetensors"]
+    assert [p.parent.name for p in codecs] == [DEFAULT_MODEL_NAME]
+    midi = load_bundle(DEFAULT_MIDI_MODEL_NAME)
+    audio = load_bundle(DEFAULT_MODEL_NAME)
+    for key, value in audio.codec.state_dict().items():
+        assert torch.equal(midi.codec.state_dict()[key], value)
+    # a copy of the MIDI model taken out of the package finds the codec there by its sha256
+    copy = tmp_path / "my-midi-model"
+    shutil.copytree(models_dir() / DEFAULT_MIDI_MODEL_NAME, copy)
+    assert load_bundle(copy).mode == "midi"
+
+
 def test_a_tampered_copy_is_refused_naming_the_file(tmp_path):
     copy = tmp_path / "default"
     shutil.copytree(models_dir() / DEFAULT_MODEL_NAME, copy)

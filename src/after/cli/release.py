@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ship the decoder of this codec run, fine-tuned from the run's codec with "
         "`after train-codec --decoder-only` (its encoder must be identical)",
     )
+    parser.add_argument(
+        "--share-codec-with",
+        default=None,
+        metavar="MODEL_DIR",
+        help="released model folder with the same codec: use its codec file instead of a copy "
+        "(the two folders must then stay side by side)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, args.out, name=args.name, fp16=args.fp16, dataset=args.dataset,
         map_steps=args.map_steps, steps=args.steps, guidance_timbre=args.guidance_timbre,
         guidance_structure=args.guidance_structure, decoder_from=args.decoder_from,
+        share_codec_with=args.share_codec_with,
     )  # fmt: skip
     logging.getLogger("after").info("released %s", folder)
     return 0

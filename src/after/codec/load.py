@@ -5,8 +5,9 @@
 * one of our run folders (its latest checkpoint) or a checkpoint file (``*.ckpt``) — weights are read
   with ``torch.load(weights_only=True)``, never by running code from the file;
 * a released model folder or the name of a packaged model (``default``): its codec, read from
-  ``codec.safetensors`` after the checks of :func:`after.runtime.bundle.load_bundle` — so that a
-  dataset can be encoded for fine-tuning a released model on other sounds;
+  ``codec.safetensors`` (or the codec file it shares) after the checks of
+  :func:`after.runtime.bundle.load_bundle` — so that a dataset can be encoded for fine-tuning a
+  released model on other sounds;
 * one of our exported TorchScript files (``after export-codec``);
 * any TorchScript file with ``encode`` (audio ``[B,1,T]`` -> ``[B,D,L]``) and ``decode`` (back) methods,
   such as an exported RAVE model. Hop and latent size come from its ``encode_params`` buffer when it
@@ -244,7 +245,7 @@ def _load_script(path: Path, sample_rate: int | None) -> CodecHandle:
 
 
 def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
-    from after.runtime.bundle import load_bundle
+    from after.runtime.bundle import codec_weights_path, load_bundle
 
     bundle = load_bundle(path_or_name)
     folder = Path(bundle.source)
@@ -255,7 +256,7 @@ def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
         latent_dim=int(bundle.latent_dim),
         sample_rate=int(bundle.sample_rate),
         # named by content alone: models that ship the same codec (default, default-midi) share latents
-        codec_id=_codec_id("codec", folder / "codec.safetensors"),
+        codec_id=_codec_id("codec", codec_weights_path(folder)),
         source=folder,
         kind="model",
         latency=int(getattr(codec, "latency", 0)),

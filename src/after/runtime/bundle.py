@@ -10,6 +10,11 @@
       diffusion.safetensors    diffusion model weights (encoders + denoiser)
       timbre_map.safetensors   the 2-D timbre map (optional)
 
+  Two models trained on the same codec can share one codec file: ``model.json``'s ``codec_file``
+  (format version 2) then names it relative to the folder (``../default/codec.safetensors``), and its
+  sha256 still pins the content. When that path is gone (the folder was copied elsewhere), the codec
+  is looked up by sha256 among the packaged models. See :func:`share_codec`.
+
   Weights are read with safetensors only (loading a model never runs code from it). A weights file
   whose sha256 differs from the one in ``model.json`` (tampered or corrupted) and a config that does
   not match the weights are refused with a :class:`~after.errors.ModelFileError`;
@@ -43,6 +48,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_NAME = "after-model"
 FORMAT_VERSION = 1
+"""Version written for a self-contained folder (older readers load it)."""
+SHARED_CODEC_FORMAT_VERSION = 2
+"""Version written when the codec file is shared with another folder (``codec_file`` in model.json)."""
+READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, SHARED_CODEC_FORMAT_VERSION)
 MODEL_FILE = "model.json"
 CODEC_FILE = "codec.safetensors"
 DIFFUSION_FILE = "diffusion.safetensors"
@@ -206,9 +215,7 @@ def release_bundle(bundle: ModelBundle, out_dir: str | Path, fp16: bool = False)
         "files": files,
         "weights_dtype": "float16" if fp16 else "float32",
     }
-    tmp = out / (MODEL_FILE + ".tmp")
-    tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out / MODEL_FILE)
+    _write_description(out, description)
     log.info("released model %r to %s", bundle.name, out)
     return out
 
@@ -222,9 +229,10 @@ def _read_description(folder: Path) -> dict[str, Any]:
     if not isinstance(description, dict) or description.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path}: not an after model description (format {FORMAT_NAME!r} expected)")
     version = description.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
         raise ModelFileError(
-            f"{path}: model format version {version!r}; this version of after reads version {FORMAT_VERSION}"
+            f"{path}: model format version {version!r}; this version of after reads versions {readable}"
         )
     missing = [
         k for k in ("codec", "diffusion", "files", "mode", "sample_rate", "hop") if k not in description
@@ -265,6 +273,107 @@ def _load_weights(module: nn.Module, path: Path, expected_sha256: str | None, wh
         ) from error
 
 
+def _shared_codec_name(description: dict[str, Any], where: str) -> str | None:
+    """``codec_file`` of a description: None (the folder's own ``codec.safetensors``) or a relative
+    path ending in ``.safetensors``; anything else is refused."""
+    name = description.get("codec_file")
+    if name is None:
+        return None
+    if (
+        not isinstance(name, str)
+        or not name.endswith(".safetensors")
+        or Path(name).is_absolute()
+        or "\\" in name
+    ):
+        raise ModelFileError(
+            f"{where}: codec_file {name!r}: expected a relative path to a .safetensors file "
+            "(such as ../default/codec.safetensors)"
+        )
+    if description.get("format_version") != SHARED_CODEC_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where}: codec_file needs format_version {SHARED_CODEC_FORMAT_VERSION}, "
+            f"not {description.get('format_version')!r}"
+        )
+    return name
+
+
+def _packaged_file_with_digest(digest: str, file_name: str) -> Path | None:
+    """A packaged model's ``file_name`` whose sha256 is ``digest`` (None when there is none)."""
+    root = models_dir()
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        candidate = folder / file_name
+        if candidate.is_file() and _sha256(candidate) == digest:
+            return candidate
+    return None
+
+
+def codec_weights_path(folder: str | Path) -> Path:
+    """The codec weights file of the released model ``folder``: its own ``codec.safetensors``, or
+    the shared one its ``model.json`` names (``codec_file``); when that one is gone, the packaged
+    model's codec with the same sha256. Raises :class:`ModelFileError` naming what is missing.
+    """
+    folder = Path(folder)
+    description = _read_description(folder)
+    where = str(folder / MODEL_FILE)
+    shared = _shared_codec_name(description, where)
+    if shared is None:
+        return folder / CODEC_FILE
+    path = folder / shared
+    if path.is_file():
+        return path
+    digest = description["files"].get(CODEC_FILE) if isinstance(description["files"], dict) else None
+    found = _packaged_file_with_digest(digest, CODEC_FILE) if isinstance(digest, str) else None
+    if found is not None:
+        log.info("%s: shared codec %s not found; using the packaged %s (same sha256)", where, shared, found)
+        return found
+    raise ModelFileError(
+        f"{where}: shares the codec file {shared}, which is missing (resolved to {path}) and no packaged "
+        "model has a codec with the sha256 recorded in model.json; copy the model it shares the codec "
+        "with beside this folder"
+    )
+
+
+def share_codec(folder: str | Path, owner: str | Path) -> Path:
+    """Make the released model ``folder`` use the codec file of the released model ``owner``
+    (both folders side by side in a package, for instance) instead of its own copy.
+
+    The two codec files must be byte-identical (same sha256): ``folder``'s copy is then removed and
+    its ``model.json`` names the owner's file by a relative path (format version 2). Returns the
+    shared file. Raises :class:`BadInputError` when the codecs differ or ``owner`` itself shares.
+    """
+    import os
+
+    folder, owner = Path(folder), Path(owner)
+    description = _read_description(folder)
+    owner_description = _read_description(owner)
+    if owner_description.get("codec_file") is not None:
+        raise BadInputError(f"{owner}: shares its codec itself; give the folder that holds the file")
+    owner_file = owner / CODEC_FILE
+    expected = description["files"].get(CODEC_FILE)
+    actual = _sha256(owner_file) if owner_file.is_file() else None
+    if actual is None or actual != expected or owner_description["files"].get(CODEC_FILE) != actual:
+        raise BadInputError(
+            f"{owner_file}: not the codec of {folder} (its sha256 differs from the one in "
+            f"{folder / MODEL_FILE}); only models trained on the same codec can share it"
+        )
+    relative = Path(os.path.relpath(owner_file.resolve(), folder.resolve())).as_posix()
+    description["codec_file"] = relative
+    description["format_version"] = SHARED_CODEC_FORMAT_VERSION
+    _write_description(folder, description)
+    own = folder / CODEC_FILE
+    if own.is_file() and own.resolve() != owner_file.resolve():
+        own.unlink()
+    log.info("%s now shares the codec %s", folder, relative)
+    return owner_file
+
+
+def _write_description(folder: Path, description: dict[str, Any]) -> None:
+    """Write ``model.json`` atomically (a temporary file, then a rename)."""
+    tmp = folder / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    tmp.replace(folder / MODEL_FILE)
+
+
 def _load_released(folder: Path) -> ModelBundle:
     from after.codec.model import Codec
 
@@ -293,7 +402,7 @@ def _load_released(folder: Path) -> ModelBundle:
         )
     files = description["files"]
     codec = Codec.from_config(codec_config)
-    _load_weights(codec, folder / CODEC_FILE, files.get(CODEC_FILE), "codec")
+    _load_weights(codec, codec_weights_path(folder), files.get(CODEC_FILE), "codec")
     model = build_model(diffusion_config)
     _load_weights(model, folder / DIFFUSION_FILE, files.get(DIFFUSION_FILE), "diffusion")
     timbre_map = None
@@ -411,6 +520,7 @@ def release_run(
     guidance_timbre: float | None = None,
     guidance_structure: float | None = None,
     decoder_from: str | Path | None = None,
+    share_codec_with: str | Path | None = None,
 ) -> Path:
     """``after release``: load a diffusion run folder, fit its 2-D timbre map (on ``dataset``'s
     chunks when given, else on synthetic references) and write a released model folder.
@@ -418,6 +528,9 @@ def release_run(
     ``decoder_from`` (a codec run folder or checkpoint, or a released model) replaces the codec's
     decoder with that codec's, which must share the run codec's config and every encoder weight
     (``after train-codec --decoder-only``): see :func:`replace_decoder`.
+
+    ``share_codec_with`` (a released model folder whose codec file is byte-identical to this
+    release's) makes the new folder use that file instead of a copy: see :func:`share_codec`.
 
     ``steps``, ``guidance_timbre`` and ``guidance_structure`` (``None``: the run's) become the
     released model's default sampling settings, the ones every host starts with. Raises
@@ -428,6 +541,10 @@ def release_run(
     for option, value in (("guidance_timbre", guidance_timbre), ("guidance_structure", guidance_structure)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise BadInputError(f"{option} {value}: expected a finite value >= 0")
+    if share_codec_with is not None and not (Path(share_codec_with) / MODEL_FILE).is_file():
+        raise BadInputError(
+            f"--share-codec-with {share_codec_with}: not a released model folder (no {MODEL_FILE})"
+        )
     bundle = load_bundle(Path(run_dir))
     if decoder_from is not None:
         replace_decoder(bundle, decoder_from)
@@ -442,7 +559,10 @@ def release_run(
     bundle.name = name or Path(out_dir).name
     vectors, labels = collect_timbre_vectors(bundle, dataset)
     bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)
-    return release_bundle(bundle, out_dir, fp16=fp16)
+    folder = release_bundle(bundle, out_dir, fp16=fp16)
+    if share_codec_with is not None:
+        share_codec(folder, share_codec_with)
+    return folder
 
 
 def trainable_codec_weights(source: str | Path, option: str) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
