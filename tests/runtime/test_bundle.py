@@ -55,6 +55,9 @@ def test_release_round_trip_gives_the_same_model(released):
     second = build_pipeline(loaded, steps=2).transfer(structure)
     np.testing.assert_array_equal(first, second)
     assert load_bundle(folder / MODEL_FILE).name == "tiny-test"  # the description file itself works too
+    # weights are as readable as model.json (shared model folders are read by other users)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert len(set(modes.values())) == 1, modes
 
 
 def test_tampered_weights_are_refused(released, tmp_path):
@@ -355,6 +358,8 @@ def test_two_models_share_one_codec_file(released, tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="only models trained on the same codec can share it"):
         share_codec(different, owner)
     assert (different / CODEC_FILE).is_file()  # nothing removed on refusal
+    with pytest.raises(BadInputError, match="cannot share the codec with itself"):
+        share_codec(owner, owner)
     with pytest.raises(BadInputError, match="shares its codec itself"):
         share_codec(different, sharer)
     for bad in ("/etc/codec.safetensors", "../audio/codec.pt", 3):

@@ -181,7 +181,18 @@ def _save_weights(module: nn.Module, path: Path, fp16: bool = False) -> str:
             value = value.half()
         tensors[key] = value.contiguous().clone()
     save_file(tensors, str(path))
+    _readable_like_other_files(path)
     return _sha256(path)
+
+
+def _readable_like_other_files(path: Path) -> None:
+    """Give ``path`` the permissions of a newly created file under the current umask (the
+    safetensors writer makes its files private to their owner, 0600)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def release_bundle(bundle: ModelBundle, out_dir: str | Path, fp16: bool = False) -> Path:
@@ -344,6 +355,8 @@ def share_codec(folder: str | Path, owner: str | Path) -> Path:
     import os
 
     folder, owner = Path(folder), Path(owner)
+    if folder.resolve() == owner.resolve():
+        raise BadInputError(f"{folder}: a model cannot share the codec with itself")
     description = _read_description(folder)
     owner_description = _read_description(owner)
     if owner_description.get("codec_file") is not None:
