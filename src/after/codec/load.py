@@ -245,7 +245,7 @@ def _load_script(path: Path, sample_rate: int | None) -> CodecHandle:
 
 
 def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
-    from after.runtime.bundle import codec_weights_path, load_bundle
+    from after.runtime.bundle import load_bundle
 
     bundle = load_bundle(path_or_name)
     folder = Path(bundle.source)
@@ -256,7 +256,7 @@ def _load_model_folder(path_or_name: str | Path) -> CodecHandle:
         latent_dim=int(bundle.latent_dim),
         sample_rate=int(bundle.sample_rate),
         # named by content alone: models that ship the same codec (default, default-midi) share latents
-        codec_id=_codec_id("codec", codec_weights_path(folder)),
+        codec_id=_codec_id("codec", Path(bundle.codec_file)),
         source=folder,
         kind="model",
         latency=int(getattr(codec, "latency", 0)),

@@ -89,6 +89,8 @@ class ModelBundle:
         timbre_map: the fitted 2-D map, or None.
         name: a short name (folder name).
         source: where it was loaded from (None when built in memory).
+        codec_file: the codec weights file a released model was loaded from (its own
+            ``codec.safetensors`` or the one it shares); None otherwise.
     """
 
     codec: nn.Module
@@ -98,6 +100,7 @@ class ModelBundle:
     timbre_map: TimbreMap | None = None
     name: str = "model"
     source: Path | None = None
+    codec_file: Path | None = None
 
     @property
     def mode(self) -> str:
@@ -318,13 +321,12 @@ def _packaged_file_with_digest(digest: str, file_name: str) -> Path | None:
     return None
 
 
-def codec_weights_path(folder: str | Path) -> Path:
-    """The codec weights file of the released model ``folder``: its own ``codec.safetensors``, or
-    the shared one its ``model.json`` names (``codec_file``); when that one is gone, the packaged
-    model's codec with the same sha256. Raises :class:`ModelFileError` naming what is missing.
+def _codec_weights_path(folder: Path, description: dict[str, Any]) -> Path:
+    """The codec weights file of the released model ``folder`` (whose ``model.json`` reads
+    ``description``): its own ``codec.safetensors``, or the shared one named by ``codec_file``; when
+    that one is gone, the packaged model's codec with the same sha256. Raises
+    :class:`ModelFileError` naming what is missing.
     """
-    folder = Path(folder)
-    description = _read_description(folder)
     where = str(folder / MODEL_FILE)
     shared = _shared_codec_name(description, where)
     if shared is None:
@@ -373,9 +375,7 @@ def share_codec(folder: str | Path, owner: str | Path) -> Path:
     description["codec_file"] = relative
     description["format_version"] = SHARED_CODEC_FORMAT_VERSION
     _write_description(folder, description)
-    own = folder / CODEC_FILE
-    if own.is_file() and own.resolve() != owner_file.resolve():
-        own.unlink()
+    (folder / CODEC_FILE).unlink(missing_ok=True)  # folder and owner differ (checked above)
     log.info("%s now shares the codec %s", folder, relative)
     return owner_file
 
@@ -415,7 +415,8 @@ def _load_released(folder: Path) -> ModelBundle:
         )
     files = description["files"]
     codec = Codec.from_config(codec_config)
-    _load_weights(codec, codec_weights_path(folder), files.get(CODEC_FILE), "codec")
+    codec_file = _codec_weights_path(folder, description)
+    _load_weights(codec, codec_file, files.get(CODEC_FILE), "codec")
     model = build_model(diffusion_config)
     _load_weights(model, folder / DIFFUSION_FILE, files.get(DIFFUSION_FILE), "diffusion")
     timbre_map = None
@@ -424,7 +425,9 @@ def _load_released(folder: Path) -> ModelBundle:
         _load_weights(timbre_map, folder / MAP_FILE, files.get(MAP_FILE), "timbre map")
         timbre_map.eval()
     name = str(description.get("name") or folder.name)
-    return ModelBundle(codec.eval(), codec_config, model.eval(), diffusion_config, timbre_map, name, folder)
+    return ModelBundle(
+        codec.eval(), codec_config, model.eval(), diffusion_config, timbre_map, name, folder, codec_file
+    )
 
 
 # -- run folders ----------------------------------------------------------------------------------
