@@ -21,6 +21,7 @@ import logging
 import re
 import signal
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,46 @@ class RunCheckpoints(Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+class _DropLightningTips(logging.Filter):
+    """Drops Lightning's advertising messages ("💡 Tip: ... try installing ..."): noise in a training log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_LIGHTNING_CONSOLE_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+_LIGHTNING_TIP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def route_lightning_logs() -> None:
+    """Print each Lightning message once, in the application's format, without its advertising tips.
+
+    Lightning gives its loggers console handlers of their own (``lightning`` always, ``lightning.pytorch``
+    and ``lightning.fabric`` when imported before logging was configured) and lets records propagate
+    too, so where the application configured the root logger (the ``after`` CLI does) every message
+    came out twice. When the root logger has handlers, those console handlers are removed and the
+    records go through the root's. Idempotent.
+    """
+    if logging.getLogger().handlers:
+        for name in _LIGHTNING_CONSOLE_LOGGERS:
+            lightning_logger = logging.getLogger(name)
+            for handler in list(lightning_logger.handlers):
+                if type(handler) is logging.StreamHandler:
+                    lightning_logger.removeHandler(handler)
+            lightning_logger.propagate = True
+    for name in _LIGHTNING_TIP_LOGGERS:
+        tip_logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningTips) for f in tip_logger.filters):
+            tip_logger.addFilter(_DropLightningTips())
+
+
+def _ignore_lightning_deprecation_noise() -> None:
+    """Hide a FutureWarning that Lightning's own code raises in torch in every run (not the user's to fix)."""
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+
+
 @dataclass(frozen=True)
 class TrainerOptions:
     """How to run a training job (not what to train): steps, hardware, checkpoint/validation rhythm."""
@@ -257,6 +298,8 @@ def build_trainer(
         raise BadInputError(f"--max-steps must be >= 1, got {options.max_steps}")
     if options.val_every < 1:
         raise BadInputError(f"--val-every must be >= 1, got {options.val_every}")
+    route_lightning_logs()
+    _ignore_lightning_deprecation_noise()
     checkpoints = RunCheckpoints(run, config, options.checkpoint_every)
     logger = TensorBoardLogger(save_dir=str(run.path), name=LOG_DIR, version="", default_hp_metric=False)
     trainer = L.Trainer(
