@@ -57,6 +57,16 @@ def test_audio_structure_gives_its_length_at_the_model_rate(models, files, tmp_p
     assert np.abs(audio).max() > 1e-3
 
 
+def test_the_progress_bar_is_shown_unless_no_progress(models, files, tmp_path, capsys):
+    args = ["transfer", "--model", str(models[0]), "--timbre", str(files / "timbre.flac"),
+            "--structure", str(files / "structure.wav"), "--steps", "1", "--chunk", "2"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "shown.wav")]) == 0
+    assert "generating" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "hidden.wav"), "--no-progress"]) == 0
+    assert "generating" not in capsys.readouterr().err
+    assert (tmp_path / "hidden.wav").is_file()
+
+
 def test_midi_structure_gives_its_duration_plus_the_tail(models, files, tmp_path):
     out = tmp_path / "out.flac"
     code = main(["transfer", "--model", str(models[1]), "--timbre", str(files / "timbre.flac"),

@@ -179,7 +179,7 @@ def test_no_installed_model_stops_with_one_clear_line(tmp_path, monkeypatch, cap
     assert not (tmp_path / "out" / "index.html").exists()
 
 
-def test_only_the_installed_mode_runs_and_the_page_says_so(bundles, tmp_path, monkeypatch, caplog):
+def test_only_the_installed_mode_runs_and_the_page_says_so(bundles, tmp_path, monkeypatch, caplog, capsys):
     models = tmp_path / "models"
     release_bundle(bundles["midi"], models / "default-midi")
     monkeypatch.setattr(bundle_module, "models_dir", lambda: models)
@@ -197,9 +197,11 @@ def test_only_the_installed_mode_runs_and_the_page_says_so(bundles, tmp_path, mo
         "1",
         "--references",
         "1",
+        "--no-progress",
     ]
     with caplog.at_level(logging.WARNING):
         assert main(args) == 0
+    assert "demo:" not in capsys.readouterr().err  # no progress bar
     assert any("no audio model available" in r.getMessage() for r in caplog.records)
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "Only a MIDI to audio model is available" in text

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phrases", type=int, default=2, help="structure phrases (default 2)")
     parser.add_argument("--references", type=int, default=3, help="timbre references (default 3)")
     parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="audio format (default wav)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
         n_references=args.references,
         audio_format=args.format,
     )
-    page = demo_command(args.out, args.model, args.midi_model, config)
+    page = demo_command(args.out, args.model, args.midi_model, config, progress=not args.no_progress)
     logging.getLogger("after").info("open %s in a browser", page)
     return 0

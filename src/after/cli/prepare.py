@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=-60.0,
         help="chunks quieter than this RMS level (dBFS) are skipped",
     )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         allow_upsampling=args.allow_upsampling,
         silence_db=args.silence_db,
     )
-    summary = prepare(args.in_dir, args.dataset_dir, options)
+    summary = prepare(args.in_dir, args.dataset_dir, options, progress=not args.no_progress)
     if summary.failed:
         return 1
     if summary.dataset_chunks == 0:

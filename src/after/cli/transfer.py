@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="int8 weights: 2-3x faster per block; output within 2-3 %% (relative L2) of fp32",
     )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--script",
         action="store_true",
@@ -52,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
         tail_s=args.tail,
         int8=args.int8,
         scripted=args.script,
+        progress=not args.no_progress,
     )
     return 0

@@ -385,9 +385,15 @@ def _results(jobs: list[FileJob], workers: int) -> Iterator[FileResult]:
 
 
 def prepare(
-    in_dir: str | Path, dataset_dir: str | Path, options: PrepareOptions | None = None
+    in_dir: str | Path,
+    dataset_dir: str | Path,
+    options: PrepareOptions | None = None,
+    progress: bool = True,
 ) -> PrepareSummary:
-    """Add the audio files of ``in_dir`` to the dataset at ``dataset_dir`` (created if needed)."""
+    """Add the audio files of ``in_dir`` to the dataset at ``dataset_dir`` (created if needed).
+
+    ``progress``: a progress bar on a terminal (never when False).
+    """
     from tqdm import tqdm
 
     options = options or PrepareOptions()
@@ -412,13 +418,13 @@ def prepare(
     with create_dataset(dataset_dir, options.sample_rate, options.chunk_samples) as store:
         jobs, summary.files_unchanged = plan_jobs(in_dir, dataset_dir, options, store.files())
         workers = options.workers or os.cpu_count() or 1
-        progress = tqdm(total=len(jobs), unit="file", desc="prepare", disable=None)
+        bar = tqdm(total=len(jobs), unit="file", desc="prepare", disable=None if progress else True)
         for result in _results(jobs, workers):
             _record(store, result, summary)
-            progress.update(1)
+            bar.update(1)
             if delay:
                 time.sleep(delay)
-        progress.close()
+        bar.close()
         summary.dataset_chunks = len(store.chunk_keys())
     for line in summary.lines():
         logger.info("%s", line)
