@@ -236,6 +236,7 @@ class _DropLightningTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+_DROP_LIGHTNING_TIPS = _DropLightningTips()
 _LIGHTNING_CONSOLE_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 _LIGHTNING_TIP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
@@ -257,9 +258,7 @@ def route_lightning_logs() -> None:
                     lightning_logger.removeHandler(handler)
             lightning_logger.propagate = True
     for name in _LIGHTNING_TIP_LOGGERS:
-        tip_logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropLightningTips) for f in tip_logger.filters):
-            tip_logger.addFilter(_DropLightningTips())
+        logging.getLogger(name).addFilter(_DROP_LIGHTNING_TIPS)  # addFilter skips a filter already there
 
 
 def _ignore_lightning_deprecation_noise() -> None:
