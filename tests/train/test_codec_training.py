@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import lightning as L
@@ -135,6 +136,99 @@ def test_signal_writes_a_checkpoint_and_stops(tmp_path, signum):
     assert latest is not None and 3 <= checkpoint_step(latest) <= 4
     assert load_checkpoint(latest)["global_step"] == checkpoint_step(latest)
     assert signal.getsignal(signal.SIGINT) is handler_before  # the run restores what it found
+
+
+GROUP_SIGNAL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch
+    sys.path.insert(0, {tests!r})
+    from codec_runs import quiet_options, synthetic_sets, tiny_run_config
+    from after.train.codec_module import train_codec
+
+    torch.set_num_threads(1)
+    try:
+        interrupted = train_codec(
+            {out!r},
+            tiny_run_config(),
+            quiet_options(max_steps=100000, checkpoint_every=5),
+            datasets=synthetic_sets(items=64),
+            num_workers=2,
+        )
+    except SystemExit:  # Lightning's way to end a SIGTERM-ed run
+        interrupted = True
+    print("interrupted", interrupted)
+    """
+)
+
+
+def _process_group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the command name: state, ppid, pgrp, ...
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_sigterm_to_the_whole_process_group_spares_the_loader_workers(tmp_path):
+    """``kill -- -PGID`` (or a scheduler ending the job) reaches the DataLoader workers too: they must
+    ignore it so that the training process finishes its step and writes its checkpoint."""
+    script = tmp_path / "group_run.py"
+    run_dir = tmp_path / "run"
+    script.write_text(GROUP_SIGNAL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(run_dir)))
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # its own process group, as a job in a shell or a scheduler
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir.exists() and RunFolder(run_dir).latest_checkpoint()):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.2)
+        seen = checkpoint_step(RunFolder(run_dir).latest_checkpoint())
+        assert len(_process_group_members(process.pid)) >= 3  # the trainer and its two workers
+        os.killpg(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "interrupted True" in stdout
+    assert "killed by signal" not in stderr
+    latest = RunFolder(run_dir).latest_checkpoint()
+    assert checkpoint_step(latest) > seen  # the interrupt checkpoint, off the 5-step grid
+    assert load_checkpoint(latest)["global_step"] == checkpoint_step(latest)
+    assert _process_group_members(process.pid) == []  # no worker left behind
+
+
+def test_loader_workers_are_seeded_as_lightning_seeds_them(monkeypatch):
+    """Our worker start-up replaces Lightning's, so it must seed the same way."""
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+
+    from after.train.audio_data import init_loader_worker
+
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        torch.manual_seed(1234)
+        pl_worker_init_function(1, rank=3)
+        expected = torch.rand(4)
+        torch.manual_seed(1234)
+        init_loader_worker(1, rank=3)
+        assert torch.equal(torch.rand(4), expected)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
 
 
 def test_adversarial_phase_updates_codec_and_discriminator(tmp_path):

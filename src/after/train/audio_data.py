@@ -8,13 +8,17 @@ the codec's, crops are resampled on the fly (with a notice) or refused (``resamp
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from after.errors import DatasetError
@@ -108,6 +112,23 @@ def dataset_crops(
     return ResampledCrops(source, rate, sample_rate, samples)
 
 
+def init_loader_worker(worker_id: int, rank: int = 0) -> None:
+    """Start a DataLoader worker process: it ignores SIGINT and SIGTERM.
+
+    A stop request reaches a worker when it is sent to the whole process group (Ctrl-C in a terminal,
+    ``kill -- -PGID``, a scheduler ending a job step, ``pkill -f`` on the training command line). The
+    training process alone answers it (it finishes the step, writes a checkpoint and shuts its workers
+    down); a worker that died on the signal would make it fail before that checkpoint. Workers still
+    exit when the training process dies (PyTorch's parent watchdog). Seeds the worker's generators as
+    Lightning does under ``seed_everything(workers=True)``, since a DataLoader given its own
+    ``worker_init_fn`` does not get Lightning's.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):
+        pl_worker_init_function(worker_id, rank=rank)
+
+
 class AudioDataModule(L.LightningDataModule):
     """Batches ``[B, 1, T]`` from a training and an optional validation dataset of crops."""
 
@@ -121,6 +142,7 @@ class AudioDataModule(L.LightningDataModule):
         self.num_workers = num_workers
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -128,6 +150,7 @@ class AudioDataModule(L.LightningDataModule):
             drop_last=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=functools.partial(init_loader_worker, rank=rank) if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:
