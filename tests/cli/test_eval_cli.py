@@ -53,6 +53,25 @@ def test_a_midi_model_alone_is_evaluated_in_midi_mode(models, tmp_path):
     assert set(result["models"]) == {"midi"} and result["leakage"] is None
 
 
+def test_extra_codecs_get_their_own_rows(models, tmp_path):
+    """``--codec`` scores another codec's reconstructions on the same triplets: given the model's own
+    codec (its released folder), its row equals the codec_reconstruction row, metric by metric."""
+    out = tmp_path / "eval.json"
+    code = main(["eval", "--model", str(models[1]), "--codec", str(models[1]), "--cases", "2",
+                 "--clip-seconds", "2", "--no-transcription", "--report", str(tmp_path / "r"),
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    extra = f"codec:{models[1]}"
+    rows = {(r["system"], r["triplet"]): r for r in result["rows"]}
+    for triplet in range(2):
+        ours, theirs = rows[("codec_reconstruction", triplet)], rows[(extra, triplet)]
+        for metric in ("lsd", "mfcc_distance"):
+            assert theirs[metric] == pytest.approx(ours[metric], rel=1e-5), metric
+    assert f"| {extra} |" in (tmp_path / "r" / "report.md").read_text()
+    assert {c["system"] for c in result["checks"]}.isdisjoint({extra})  # the checks judge the model
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -62,6 +81,7 @@ def test_a_midi_model_alone_is_evaluated_in_midi_mode(models, tmp_path):
         (["--model", "{audio}", "--midi-model", "{audio}"], "is an audio model, not a MIDI model"),
         (["--model", "{midi}", "--midi-model", "{midi}"], "is a MIDI model and --midi-model gives another"),
         (["--model", "{audio}", "--clip-seconds", "0.1"], "clip_s=0.1"),
+        (["--model", "{audio}", "--codec", "{tmp}/no-codec"], "no-codec: codec not found"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(models, tmp_path, caplog, extra, message):

@@ -25,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--int8", action="store_true", help="run the models with int8 weights (compare with an fp32 run)"
     )
     parser.add_argument(
+        "--codec",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also score this codec's reconstructions (run folder, checkpoint, released model or .ts), "
+        "as a row 'codec:PATH'; repeat to compare codec checkpoints",
+    )
+    parser.add_argument(
         "--no-transcription", action="store_true", help="skip note/onset F1 (no basic-pitch transcription)"
     )
 
@@ -42,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         timbre_per_program=args.timbre_renders,
         int8=args.int8,
+        codecs=tuple(args.codec),
     )
     result = run_eval(
         args.model, args.midi_model, options, args.report, args.json, args.model_card, args.training_run

@@ -65,6 +65,9 @@ class ProtocolOptions:
         n_boot: bootstrap resamples of every interval.
         int8: run the models (and the codec reconstruction row) with int8 weights, as
             ``after transfer --int8`` and the int8 nn~ export do.
+        codecs: more codecs (run folder, checkpoint, released model or TorchScript file) whose
+            reconstructions of the targets are scored too, one row ``codec:<path>`` each, in fp32:
+            to choose between codec checkpoints on the protocol's own triplets before a release.
     """
 
     cases: int = 40
@@ -77,6 +80,7 @@ class ProtocolOptions:
     steps: int | None = None
     n_boot: int = 1000
     int8: bool = False
+    codecs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.cases, bool) or not isinstance(self.cases, int) or self.cases < 1:
@@ -180,27 +184,45 @@ def _model_system(
     return system, pipeline
 
 
-def _codec_system(bundle: Any, int8: bool = False) -> Callable[[RenderedTriplet], np.ndarray]:
+def _codec_system(codec: Any, sample_rate: int, hop: int) -> Callable[[RenderedTriplet], np.ndarray]:
+    """The reconstruction of each triplet's target by ``codec`` (working at ``sample_rate`` Hz,
+    ``hop`` samples per latent frame), at the triplet's rate."""
     import torch
 
     from after.runtime.pipeline import offline_mode
 
+    def system(item: RenderedTriplet) -> np.ndarray:
+        audio = _at_rate(item.target, item.sample_rate, sample_rate)
+        padded = np.pad(audio, (0, (-audio.size) % hop))
+        with torch.no_grad(), offline_mode(codec):
+            z = codec.encode(torch.from_numpy(padded)[None, None])  # [1, D, L]
+            out = codec.decode(z)[0, 0].numpy()  # [1, 1, T] -> [T]
+        return _at_rate(out, sample_rate, item.sample_rate)
+
+    return system
+
+
+def _bundle_codec_system(bundle: Any, int8: bool = False) -> Callable[[RenderedTriplet], np.ndarray]:
     codec = bundle.codec
     if int8:
         from after.nn.quantize import quantize_dynamic_int8
         from after.runtime.engine import TransferEngine
 
         codec = quantize_dynamic_int8(TransferEngine.plain_codec(bundle))
+    return _codec_system(codec, bundle.sample_rate, bundle.hop)
 
-    def system(item: RenderedTriplet) -> np.ndarray:
-        audio = _at_rate(item.target, item.sample_rate, bundle.sample_rate)
-        padded = np.pad(audio, (0, (-audio.size) % bundle.hop))
-        with torch.no_grad(), offline_mode(codec):
-            z = codec.encode(torch.from_numpy(padded)[None, None])  # [1, D, L]
-            out = codec.decode(z)[0, 0].numpy()  # [1, 1, T] -> [T]
-        return _at_rate(out, bundle.sample_rate, item.sample_rate)
 
-    return system
+def extra_codec_systems(paths: Sequence[str]) -> dict[str, Callable[[RenderedTriplet], np.ndarray]]:
+    """``{"codec:<path>": system}`` for each codec of :attr:`ProtocolOptions.codecs` (fp32, eval mode).
+    A path that is not a codec raises :class:`~after.errors.ModelFileError` naming it."""
+    from after.codec.load import load_codec
+
+    systems = {}
+    for path in paths:
+        handle = load_codec(path)
+        module = handle.module.float().eval()
+        systems[f"codec:{path}"] = _codec_system(module, handle.sample_rate, handle.hop)
+    return systems
 
 
 def _same_weights(a: Any, b: Any) -> bool:
@@ -213,17 +235,19 @@ def _same_weights(a: Any, b: Any) -> bool:
 
 
 def _systems(audio_bundle: Any, midi_bundle: Any, options: ProtocolOptions) -> tuple[dict, dict]:
-    """``{name: callable}`` of the model and codec systems, and ``{name: latency_ms}`` of the models."""
+    """``{name: callable}`` of the model and codec systems (with :attr:`ProtocolOptions.codecs`),
+    and ``{name: latency_ms}`` of the models."""
     systems, latency = {}, {}
     for name, bundle in ((AUDIO_SYSTEM, audio_bundle), (MIDI_SYSTEM, midi_bundle)):
         if bundle is not None:
             systems[name], pipeline = _model_system(bundle, options.steps, options.seed, options.int8)
             latency[name] = 1000.0 * pipeline.latency_samples / bundle.sample_rate
     first = audio_bundle if audio_bundle is not None else midi_bundle
-    systems[CODEC_SYSTEM] = _codec_system(first, options.int8)
+    systems[CODEC_SYSTEM] = _bundle_codec_system(first, options.int8)
     both = audio_bundle is not None and midi_bundle is not None
     if both and not _same_weights(audio_bundle.codec, midi_bundle.codec):
-        systems[CODEC_MIDI_SYSTEM] = _codec_system(midi_bundle, options.int8)
+        systems[CODEC_MIDI_SYSTEM] = _bundle_codec_system(midi_bundle, options.int8)
+    systems.update(extra_codec_systems(options.codecs))
     return systems, latency
 
 
@@ -310,6 +334,7 @@ def run_protocol(
     for notice in notices:
         log.warning("%s", notice)
     rate = (audio_bundle or midi_bundle).sample_rate
+    systems, latency = _systems(audio_bundle, midi_bundle, options)  # a bad --codec fails before renders
     own, other = _sources(options)
     triplets = build_triplets(own, options.cases, options.seed, options.soundfonts, clip_s=options.clip_s)
     renderer = make_renderer(options.soundfonts, rate)
@@ -329,7 +354,6 @@ def run_protocol(
         renderer.close()
     # discriminant space of the programs; a clip is scored by its family
     classifier = TimbreIdClassifier().fit(clips, labels, rate, groups=[family_of(p) for p in labels])
-    systems, latency = _systems(audio_bundle, midi_bundle, options)
     compute = {name: 0.0 for name in systems}
     from tqdm import tqdm
 
