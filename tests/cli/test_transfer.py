@@ -67,6 +67,30 @@ def test_the_progress_bar_is_shown_unless_no_progress(models, files, tmp_path, c
     assert (tmp_path / "hidden.wav").is_file()
 
 
+def test_threads_set_torch_for_the_run_only_and_keep_the_output(models, files, tmp_path, monkeypatch):
+    """``--threads N`` is torch's thread count while the model runs (1 by default), the count is
+    restored after, and the output does not depend on it beyond float rounding."""
+    import torch
+
+    import after.runtime.transfer as transfer_module
+
+    seen, real = [], transfer_module.transfer_files
+
+    def recording(**kwargs):
+        seen.append(torch.get_num_threads())
+        return real(**kwargs)
+
+    monkeypatch.setattr(transfer_module, "transfer_files", recording)
+    before = torch.get_num_threads()
+    args = ["transfer", "--model", str(models[0]), "--timbre", str(files / "timbre.flac"),
+            "--structure", str(files / "structure.wav"), "--steps", "2", "--no-progress"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one.wav")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two.wav"), "--threads", "2"]) == 0
+    assert seen == [1, 2] and torch.get_num_threads() == before
+    one, two = (sf.read(str(tmp_path / f"{n}.wav"))[0] for n in ("one", "two"))
+    np.testing.assert_allclose(one, two, atol=1e-4)
+
+
 def test_midi_structure_gives_its_duration_plus_the_tail(models, files, tmp_path):
     out = tmp_path / "out.flac"
     code = main(["transfer", "--model", str(models[1]), "--timbre", str(files / "timbre.flac"),
@@ -109,6 +133,7 @@ def test_manual_timbre_and_map_position(models, files, tmp_path):
         ({"--structure": "{files}/broken.wav"}, "broken.wav"),
         ({"--structure": "{files}/missing.wav"}, "structure file not found"),
         ({"--out": "{tmp}/out.mp4"}, "must be a .wav or .flac"),
+        ({"--threads": "0"}, "--threads 0: expected a whole number of CPU threads >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(models, files, tmp_path, caplog, change, message):

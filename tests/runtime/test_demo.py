@@ -217,6 +217,13 @@ def test_bad_arguments_are_refused_with_their_value(bundles, tmp_path, caplog):
         check_config(DemoConfig(phrase_seconds=0.1))
     with pytest.raises(BadInputError, match="references=9"):
         check_config(DemoConfig(n_references=9))
+    with caplog.at_level(logging.ERROR):
+        code = main(["demo", "--out", str(tmp_path / "t"), "--threads", "-2"])
+    assert (
+        code == 2
+        and "--threads -2: expected a whole number of CPU threads" in caplog.records[-1].getMessage()
+    )
+    assert not (tmp_path / "t").exists()
 
 
 def test_page_renders_in_a_headless_browser(demo, tmp_path):

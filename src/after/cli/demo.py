@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from after.runtime.cpu_threads import THREADS_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="after-demo", help="output folder (default: after-demo)")
@@ -23,11 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--references", type=int, default=3, help="timbre references (default 3)")
     parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="audio format (default wav)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from after.runtime.cpu_threads import inference_threads
     from after.runtime.demo import DemoConfig, demo_command
 
     config = DemoConfig(
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         n_references=args.references,
         audio_format=args.format,
     )
-    page = demo_command(args.out, args.model, args.midi_model, config, progress=not args.no_progress)
+    with inference_threads(args.threads):
+        page = demo_command(args.out, args.model, args.midi_model, config, progress=not args.no_progress)
     logging.getLogger("after").info("open %s in a browser", page)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from after.runtime.cpu_threads import THREADS_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timbre", help="timbre reference audio file (any format)")
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="int8 weights: 2-3x faster per block; output within 2-3 %% (relative L2) of fp32",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     parser.add_argument(
         "--script",
         action="store_true",
@@ -36,23 +39,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from after.runtime.cpu_threads import inference_threads
     from after.runtime.transfer import transfer_files
 
-    transfer_files(
-        structure=args.structure,
-        out=args.out,
-        timbre=args.timbre,
-        model=args.model,
-        steps=args.steps,
-        guidance_timbre=args.guidance_timbre,
-        guidance_structure=args.guidance_structure,
-        timbre_vector=args.timbre_vector,
-        map_xy=args.map_xy,
-        chunk=args.chunk,
-        seed=args.seed,
-        tail_s=args.tail,
-        int8=args.int8,
-        scripted=args.script,
-        progress=not args.no_progress,
-    )
+    with inference_threads(args.threads):
+        transfer_files(
+            structure=args.structure,
+            out=args.out,
+            timbre=args.timbre,
+            model=args.model,
+            steps=args.steps,
+            guidance_timbre=args.guidance_timbre,
+            guidance_structure=args.guidance_structure,
+            timbre_vector=args.timbre_vector,
+            map_xy=args.map_xy,
+            chunk=args.chunk,
+            seed=args.seed,
+            tail_s=args.tail,
+            int8=args.int8,
+            scripted=args.script,
+            progress=not args.no_progress,
+        )
     return 0
