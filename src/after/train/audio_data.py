@@ -113,18 +113,19 @@ def dataset_crops(
 
 
 def init_loader_worker(worker_id: int, rank: int = 0) -> None:
-    """Start a DataLoader worker process: it ignores SIGINT and SIGTERM.
+    """Start a DataLoader worker process in a process group of its own, ignoring SIGINT.
 
-    A stop request reaches a worker when it is sent to the whole process group (Ctrl-C in a terminal,
-    ``kill -- -PGID``, a scheduler ending a job step, ``pkill -f`` on the training command line). The
-    training process alone answers it (it finishes the step, writes a checkpoint and shuts its workers
-    down); a worker that died on the signal would make it fail before that checkpoint. Workers still
-    exit when the training process dies (PyTorch's parent watchdog). Seeds the worker's generators as
+    A stop request sent to the training's process group (Ctrl-C in a terminal, ``kill -- -PGID``)
+    then reaches the training process alone: it finishes the step, writes a checkpoint and shuts its
+    workers down. A worker that died on the signal would make it fail before that checkpoint. SIGTERM
+    keeps PyTorch's worker handling, so the training process can still end a worker, and workers exit
+    when the training process dies (PyTorch's parent watchdog). Seeds the worker's generators as
     Lightning does under ``seed_everything(workers=True)``, since a DataLoader given its own
     ``worker_init_fn`` does not get Lightning's.
     """
+    if hasattr(os, "setpgrp"):  # POSIX
+        os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if int(os.environ.get("PL_SEED_WORKERS", "0")):
         pl_worker_init_function(worker_id, rank=rank)
 
