@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from after.runtime.cpu_threads import THREADS_HELP
+from after.runtime.cpu_threads import DEFAULT_INFERENCE_THREADS, THREADS_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--references", type=int, default=3, help="timbre references (default 3)")
     parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="audio format (default wav)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    parser.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS, help=THREADS_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from after.runtime.cpu_threads import THREADS_HELP
+from after.runtime.cpu_threads import DEFAULT_INFERENCE_THREADS, THREADS_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="int8 weights: 2-3x faster per block; output within 2-3 %% (relative L2) of fp32",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    parser.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS, help=THREADS_HELP)
     parser.add_argument(
         "--script",
         action="store_true",

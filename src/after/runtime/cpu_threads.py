@@ -1,4 +1,4 @@
-"""CPU threads of offline inference (``after transfer``, ``after demo``).
+"""CPU threads of inference (``after transfer``, ``after demo``, the live host).
 
 The embedded models are small: a second thread makes an offline transfer only about 8 % faster on an
 idle 2-core machine, while more threads than free cores make every small operation wait for a
@@ -9,6 +9,7 @@ with 2 threads and 27 s with 1. Hence one thread by default, as ``after live`` u
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
 
 from after.errors import BadInputError
@@ -22,10 +23,14 @@ THREADS_HELP = (
 
 
 def check_threads(threads: int) -> int:
-    """``threads`` if it is a whole number >= 1, else :class:`BadInputError` naming the value."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    """``threads`` as an int if it is a whole number >= 1, else :class:`BadInputError` naming it."""
+    try:
+        count = operator.index(threads)
+    except TypeError:
+        count = 0
+    if isinstance(threads, bool) or count < 1:
         raise BadInputError(f"--threads {threads!r}: expected a whole number of CPU threads >= 1")
-    return threads
+    return count
 
 
 @contextlib.contextmanager
@@ -33,9 +38,9 @@ def inference_threads(threads: int = DEFAULT_INFERENCE_THREADS) -> Iterator[None
     """Run the block with torch's intra-op thread count set to ``threads``; restore it after."""
     import torch
 
-    check_threads(threads)
+    count = check_threads(threads)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(count)
     try:
         yield
     finally:

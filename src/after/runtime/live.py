@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from after.errors import AudioFileError, BadInputError
+from after.runtime.cpu_threads import DEFAULT_INFERENCE_THREADS, check_threads
 from after.runtime.host_io import (
     AudioWriter,
     DeviceStream,
@@ -82,7 +83,7 @@ def load_pipeline(model: str | None, mode: str = "audio", **settings: Any) -> St
     # them (measured: 370 ms instead of 15 ms per 46 ms block on a 2-core machine).
     import torch
 
-    torch.set_num_threads(int(options.pop("threads", 1)))
+    torch.set_num_threads(check_threads(options.pop("threads", DEFAULT_INFERENCE_THREADS)))
     options.setdefault("scripted", True)
     pipeline = build_pipeline(bundle, **options)
     logger.info(
