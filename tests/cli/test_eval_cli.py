@@ -72,6 +72,26 @@ def test_extra_codecs_get_their_own_rows(models, tmp_path):
     assert {c["system"] for c in result["checks"]}.isdisjoint({extra})  # the checks judge the model
 
 
+def test_threads_hold_for_the_run_only(models, tmp_path, monkeypatch):
+    """The models run on ``--threads`` torch threads (1 by default), restored after the run."""
+    import torch
+
+    import after.eval.protocol_report as protocol_report
+
+    seen, real = [], protocol_report.run_eval
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol_report, "run_eval", recording)
+    before = torch.get_num_threads()
+    base = ["eval", "--model", str(models[1]), "--cases", "1", "--clip-seconds", "2", "--no-transcription"]
+    assert main([*base, "--report", str(tmp_path / "one")]) == 0
+    assert main([*base, "--report", str(tmp_path / "two"), "--threads", "2"]) == 0
+    assert seen == [1, 2] and torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -82,6 +102,7 @@ def test_extra_codecs_get_their_own_rows(models, tmp_path):
         (["--model", "{midi}", "--midi-model", "{midi}"], "is a MIDI model and --midi-model gives another"),
         (["--model", "{audio}", "--clip-seconds", "0.1"], "clip_s=0.1"),
         (["--model", "{audio}", "--codec", "{tmp}/no-codec"], "no-codec: codec not found"),
+        (["--model", "{audio}", "--threads", "0"], "--threads 0: expected a whole number of CPU threads"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(models, tmp_path, caplog, extra, message):

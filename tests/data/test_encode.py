@@ -92,3 +92,28 @@ def test_encode_cli(tmp_path, codec):
     with open_dataset(tmp_path / "data") as store:
         assert codec.codec_id in store.meta.codecs
     assert main(["encode", str(tmp_path / "nothing"), "--codec", str(codec.source)]) == 2
+
+
+def test_encode_threads_hold_for_the_run_only(tmp_path, codec, monkeypatch, caplog):
+    """``--threads N`` is torch's count while encoding (torch's own count when not given), restored
+    after; a bad count is refused before any latent is written."""
+    import after.data.encode as encode_module
+    from after.cli.main import main
+
+    seen, real = [], encode_module.encode_dataset
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encode_module, "encode_dataset", recording)
+    make_dataset(tmp_path / "data", chunks=2)
+    argv = ["encode", str(tmp_path / "data"), "--codec", str(codec.source), "--no-progress"]
+    assert main([*argv, "--threads", "0"]) == 2
+    assert "--threads 0: expected a whole number of CPU threads >= 1" in caplog.text
+    with open_dataset(tmp_path / "data") as store:
+        assert codec.codec_id not in store.meta.codecs
+    before = torch.get_num_threads()
+    assert main([*argv, "--threads", "2"]) == 0
+    assert main(argv) == 0
+    assert seen == [2, before] and torch.get_num_threads() == before

@@ -27,10 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(FluidSynth, training soundfonts), encoded, for `after train --structure-twins`",
     )
     parser.add_argument("--twin-seed", type=int, default=0, help="seed of the twins' instrument choices")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for the codec (default: torch's, every core; batches gain from more threads, "
+        "but give 1 beside a training run: more threads than free cores slow it many times over)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from after.runtime.cpu_threads import inference_threads
+
+    with contextlib.ExitStack() as stack:
+        if args.threads is not None:
+            stack.enter_context(inference_threads(args.threads))
+        return _encode(args)
+
+
+def _encode(args: argparse.Namespace) -> int:
     import logging
 
     from after.codec.load import load_codec

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from after.runtime.cpu_threads import DEFAULT_INFERENCE_THREADS, THREADS_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name or folder (default: the embedded default model)")
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score this codec's reconstructions (run folder, checkpoint, released model or .ts), "
         "as a row 'codec:PATH'; repeat to compare codec checkpoints",
     )
+    parser.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS, help=THREADS_HELP)
     parser.add_argument(
         "--no-transcription", action="store_true", help="skip note/onset F1 (no basic-pitch transcription)"
     )
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from after.eval.checks import checks_table
     from after.eval.protocol import ProtocolOptions, parse_cases
     from after.eval.protocol_report import checks_of, run_eval
+    from after.runtime.cpu_threads import inference_threads
 
     options = ProtocolOptions(
         cases=parse_cases(args.cases),
@@ -52,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
         int8=args.int8,
         codecs=tuple(args.codec),
     )
-    result = run_eval(
-        args.model, args.midi_model, options, args.report, args.json, args.model_card, args.training_run
-    )
+    with inference_threads(args.threads):
+        result = run_eval(
+            args.model, args.midi_model, options, args.report, args.json, args.model_card, args.training_run
+        )
     for notice in result["notices"]:
         print(f"notice: {notice}")
     print(checks_table(checks_of(result)))
