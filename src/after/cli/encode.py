@@ -38,38 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
-
-    from after.runtime.cpu_threads import inference_threads
-
-    with contextlib.ExitStack() as stack:
-        if args.threads is not None:
-            stack.enter_context(inference_threads(args.threads))
-        return _encode(args)
-
-
-def _encode(args: argparse.Namespace) -> int:
     import logging
 
     from after.codec.load import load_codec
     from after.data.encode import encode_dataset
+    from after.runtime.cpu_threads import inference_threads
 
-    codec = load_codec(args.codec, sample_rate=args.sample_rate)
-    count = encode_dataset(
-        args.data,
-        codec,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        resample=not args.no_resample,
-        progress=not args.no_progress,
-    )
-    logging.getLogger("after").info(
-        "%d chunk(s) encoded; latents stored as latents/%s", count, codec.codec_id
-    )
-    if args.twins:
-        from after.data.twins import add_structure_twins
-
-        add_structure_twins(
-            args.data, codec, batch_size=args.batch_size, dtype=args.dtype, seed=args.twin_seed,
+    # torch's own count unless --threads is given (a bad count is refused before the codec loads)
+    with contextlib.nullcontext() if args.threads is None else inference_threads(args.threads):
+        codec = load_codec(args.codec, sample_rate=args.sample_rate)
+        count = encode_dataset(
+            args.data,
+            codec,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            resample=not args.no_resample,
             progress=not args.no_progress,
-        )  # fmt: skip
+        )
+        logging.getLogger("after").info(
+            "%d chunk(s) encoded; latents stored as latents/%s", count, codec.codec_id
+        )
+        if args.twins:
+            from after.data.twins import add_structure_twins
+
+            add_structure_twins(
+                args.data, codec, batch_size=args.batch_size, dtype=args.dtype, seed=args.twin_seed,
+                progress=not args.no_progress,
+            )  # fmt: skip
     return 0
