@@ -17,7 +17,7 @@
 #   WORK              working folder for corpus, dataset and runs            [./work/default_model]
 #   MODELS_DIR        where the released folders go                         [src/after/models]
 #   AUDIO_NAME / MIDI_NAME   released model names                         [default / default-midi]
-#   MINUTES           minutes of audio to render                              [780]
+#   MINUTES           minutes of audio to render                              [870]
 #                     (the shipped model: 9 h; more audio helped the codec more than more steps)
 #   ACCELERATOR       cpu or gpu                                              [cpu]
 #   CODEC_STEPS, AUDIO_STEPS, MIDI_STEPS   training steps per stage           [cpu: 20000/20000/20000,
@@ -56,7 +56,7 @@ WORK=${WORK:-$PWD/work/default_model}
 MODELS_DIR=${MODELS_DIR:-$ROOT/src/after/models}
 AUDIO_NAME=${AUDIO_NAME:-default}
 MIDI_NAME=${MIDI_NAME:-default-midi}
-MINUTES=${MINUTES:-780}
+MINUTES=${MINUTES:-870}
 ACCELERATOR=${ACCELERATOR:-cpu}
 SEED=${SEED:-0}
 FP16=${FP16:-0}
