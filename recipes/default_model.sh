@@ -18,7 +18,7 @@
 #   MODELS_DIR        where the released folders go                         [src/after/models]
 #   AUDIO_NAME / MIDI_NAME   released model names                         [default / default-midi]
 #   MINUTES           minutes of audio to render                              [870]
-#                     (the shipped model: 9 h; more audio helped the codec more than more steps)
+#                     (the shipped model: 14.5 h; more audio helped the codec more than more steps)
 #   ACCELERATOR       cpu or gpu                                              [cpu]
 #   CODEC_STEPS, AUDIO_STEPS, MIDI_STEPS   training steps per stage           [cpu: 20000/20000/20000,
 #                                                                              gpu: 200000/100000/100000]
