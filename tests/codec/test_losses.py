@@ -1,5 +1,7 @@
 """Codec losses and discriminator: the distances measure what they claim to."""
 
+import math
+
 import pytest
 import torch
 
@@ -147,3 +149,28 @@ def test_discriminator_learns_to_tell_tones_from_noise():
         real_score = torch.stack([x.mean() for x in discriminator(real)[0]]).mean()
         fake_score = torch.stack([x.mean() for x in discriminator(0.3 * torch.randn(4, 1, 4096))[0]]).mean()
     assert real_score > fake_score  # also on noise it has not seen
+
+
+def test_spectral_convergence_tells_a_partial_from_its_quarter_tone_neighbours():
+    """At its FFT sizes (8192, 4096) the loss of a 440-Hz tone against itself is 0, and a tone a
+    quarter tone off (433.7 or 446.4 Hz) or on the frame-rate grid (452.2 Hz) scores worse than
+    silence (1): a wrong partial is never rewarded. With 2048 added, the quarter-tone neighbours
+    would score 0.9, better than silence."""
+    from after.codec.losses import SpectralConvergenceLoss
+
+    sample_rate = 22050
+    t = torch.arange(3 * sample_rate) / sample_rate
+
+    def tone(hz: float) -> torch.Tensor:
+        return (0.2 * torch.sin(2 * math.pi * hz * t)).view(1, 1, -1)
+
+    loss = SpectralConvergenceLoss()
+    assert loss.fft_sizes == (8192, 4096)
+    assert loss(tone(440.0), tone(440.0)).item() < 1e-4
+    assert loss(torch.zeros(1, 1, t.numel()), tone(440.0)).item() == pytest.approx(1.0, abs=1e-3)
+    for wrong in (433.7, 446.4, 452.2):
+        assert loss(tone(wrong), tone(440.0)).item() > 1.05, wrong
+    with_2048 = SpectralConvergenceLoss((8192, 4096, 2048))
+    assert with_2048(tone(446.4), tone(440.0)).item() < 1.0
+    with pytest.raises(ValueError, match="differ"):
+        loss(tone(440.0)[..., :100], tone(440.0))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from after.codec.config import codec_preset
+from after.codec.config import CodecConfig, codec_preset
+from after.config import from_dict
 from after.diffusion.config import diffusion_preset
 from after.errors import ModelFileError
 from after.runtime import bundle as bundle_module
@@ -243,6 +244,42 @@ def test_release_with_a_fine_tuned_decoder_keeps_the_encoder_and_refuses_another
     with pytest.raises(BadInputError, match=r"--decoder-from: .*missing: codec not found"):
         bundle_module.release_run(run_dir, tmp_path / "refused", map_steps=5, decoder_from=missing)
     assert not (tmp_path / "refused").exists()
+
+
+def test_release_takes_the_oscillator_bank_of_a_decoder_trained_alone(tmp_path):
+    """``--decoder-from`` a codec that gained an oscillator bank (``train-codec --decoder-only
+    --oscillators``): the released codec has the bank, its config says so, and the encoder (so the
+    diffusion model's latents) is the run's own."""
+    from after.codec.model import Codec
+    from after.train.run import CONFIG_KEY, RunFolder, load_checkpoint
+
+    bundle, run_dir = make_runs(tmp_path)
+    checkpoint = load_checkpoint(RunFolder(tmp_path / "codec").latest_checkpoint())
+    config = dict(checkpoint[CONFIG_KEY])
+    config["codec"] = {**config["codec"], "oscillators": 60, "oscillators_per_octave": 12}
+    codec = Codec.from_config(from_dict(CodecConfig, config["codec"]))
+    old = {k[len("codec.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
+    codec.load_state_dict(old, strict=False)
+    with torch.no_grad():
+        codec.decoder.oscillators.head[-1].conv.bias.add_(0.2)  # the bank is heard
+    folder = RunFolder(tmp_path / "banked")
+    folder.save_config(config)
+    folder.checkpoint_dir.mkdir(parents=True)
+    state = {f"codec.{k}": v for k, v in codec.state_dict().items()}
+    torch.save({"state_dict": state, CONFIG_KEY: config}, folder.checkpoint_path(1))
+
+    out = bundle_module.release_run(run_dir, tmp_path / "released", map_steps=5, decoder_from=folder.path)
+    released = load_bundle(out)
+    assert released.codec_config.oscillators == 60 and released.codec.has_oscillators
+    mine = released.codec.state_dict()
+    for key, value in bundle.codec.state_dict().items():
+        if not key.startswith("decoder."):
+            torch.testing.assert_close(mine[key], value)
+    audio = 0.1 * torch.randn(1, 1, 4 * released.hop)
+    with torch.no_grad():
+        torch.testing.assert_close(released.codec.encode(audio), bundle.codec.encode(audio))
+        z = released.codec.encode(audio)
+        torch.testing.assert_close(released.codec.decode(z), codec.eval().decode(z), rtol=0, atol=2e-3)
 
 
 def test_a_released_models_codec_serves_encode_training_release_and_export(released, tmp_path, monkeypatch):

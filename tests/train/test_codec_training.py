@@ -401,6 +401,45 @@ def test_decoder_only_keeps_the_encoder_and_its_latents_and_improves_the_decoder
     assert code == 2 and "--decoder-only trains the decoder of an existing codec" in caplog.text
 
 
+def test_a_trained_codec_gains_an_oscillator_bank_by_training_its_decoder_alone(tmp_path):
+    """``--decoder-only --oscillators N --init-from`` a codec without a bank: every weight it had
+    starts where it was (the bank starts quiet), the encoder stays bit-identical, the bank learns
+    (its own loss falls on sines and chirps).
+    A source whose bank differs from the one asked for is refused by name."""
+    from after.codec.load import load_codec
+
+    source = tmp_path / "source"
+    train_codec(
+        source, tiny_run_config(learning_rate=3e-3), quiet_options(max_steps=10), datasets=synthetic_sets()
+    )
+    config = tiny_run_config(learning_rate=1e-3, train_encoder=False)
+    config["codec"] = {**config["codec"], "oscillators": 96, "oscillators_per_octave": 24}
+    start, record = StartWeights(), RecordMetric("train/oscillators")
+    train_codec(tmp_path / "bank", config, quiet_options(max_steps=30), datasets=synthetic_sets(),
+                callbacks=[start, record], init_from=source)  # fmt: skip
+    before = load_codec(source).module
+    after = load_codec(tmp_path / "bank").module
+    assert after.has_oscillators and not before.has_oscillators
+    old, new = before.state_dict(), after.state_dict()
+    bank_keys = {key for key in new if key.startswith("decoder.oscillators.")}
+    assert bank_keys and set(new) - bank_keys == set(old)
+    for key in old:  # the run started from the source's weights
+        torch.testing.assert_close(start.weights[key], old[key])
+        if not key.startswith("decoder."):
+            assert torch.equal(old[key], new[key]), key
+    assert any(not torch.equal(start.weights[key], new[key]) for key in bank_keys)
+    # the bank's own loss (spectral convergence of the bank alone) is logged and starts at ~1 (a
+    # quiet bank); it falls, slowly on these 0.4-s crops of chirps (tests/codec covers the learning)
+    assert len(record.values) == 30 and record.values[0] > 0.99
+    assert sum(record.values[-10:]) / 10 < sum(record.values[:5]) / 5 - 0.01, record.values
+
+    other = tiny_run_config()
+    other["codec"] = {**other["codec"], "oscillators": 48}
+    with pytest.raises(BadInputError, match=r"bank: codec architecture differs \(oscillators: 96 there"):
+        train_codec(tmp_path / "x", other, quiet_options(max_steps=1), datasets=synthetic_sets(),
+                    init_from=tmp_path / "bank")  # fmt: skip
+
+
 def test_log_frequency_loss_joins_the_training_objective_and_falls(tmp_path):
     """With ``log_frequency_weight`` the codec also minimises the log-frequency distance, which is
     logged and falls on the tiny synthetic set."""
@@ -414,9 +453,10 @@ def test_log_frequency_loss_joins_the_training_objective_and_falls(tmp_path):
 
 
 def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch, caplog):
-    """``--decoder-only``, ``--no-perceptual-weighting``, ``--log-frequency-weight`` and
-    ``--stft-sizes`` end up in the training config that ``config.json`` and every checkpoint keep
-    (so a resumed run trains the same way); malformed FFT sizes are refused."""
+    """``--decoder-only``, ``--no-perceptual-weighting``, ``--log-frequency-weight``,
+    ``--stft-sizes``, ``--oscillators`` and ``--oscillator-weight`` end up in the run config that
+    ``config.json`` and every checkpoint keep (so a resumed run trains the same way); malformed FFT
+    sizes, weights and oscillator counts are refused."""
     import after.train.codec_module as codec_module
     from after.cli.main import main
 
@@ -441,3 +481,12 @@ def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch, caplog
     training = seen["config"]["training"]
     assert training["train_encoder"] is True and training["perceptual_weighting"] is True
     assert training["log_frequency_weight"] == 0.0
+    assert seen["config"]["codec"]["oscillators"] == 0 and training["oscillator_weight"] == 1.0
+    assert main([*args, *options, "--oscillators", "336", "--oscillator-weight", "0.5"]) == 0
+    assert seen["config"]["codec"]["oscillators"] == 336
+    assert seen["config"]["training"]["oscillator_weight"] == 0.5
+    for bad in ("-1", "nan"):
+        assert main([*args, "--oscillator-weight", bad]) == 2
+        assert f"--oscillator-weight {float(bad)}: expected a finite value >= 0" in caplog.text
+    assert main([*args, "--oscillators", "500"]) == 2  # above Nyquist at 22.05 kHz
+    assert "must stay below Nyquist" in caplog.text

@@ -62,6 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "were, so diffusion models trained on them keep working (`after release --decoder-from`)",
     )
     parser.add_argument(
+        "--oscillators",
+        type=int,
+        default=None,
+        help="sinusoidal oscillators in the decoder (0 = none; default: the preset's): a stateful part "
+        "that puts partials between the multiples of the frame rate; 336 covers 27.5 Hz to 3.5 kHz in "
+        "quarter tones. Can be added to a trained codec with --decoder-only --init-from",
+    )
+    parser.add_argument(
+        "--oscillator-weight",
+        type=float,
+        default=None,
+        help="weight of the oscillator bank's own loss (spectral convergence of the bank alone at FFT "
+        "sizes 8192 and 4096; default: the preset's, 1); 0 trains the bank through the "
+        "reconstruction only",
+    )
+    parser.add_argument(
         "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"
     )
     parser.add_argument("--val-every", type=int, default=2_000, help="validate (and log audio) every N steps")
@@ -89,6 +105,7 @@ def parse_fft_sizes(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     from pathlib import Path
 
     from after.codec.config import codec_preset
@@ -103,10 +120,16 @@ def run(args: argparse.Namespace) -> int:
         "crop_samples": args.crop_samples,
         "adversarial_start": args.adversarial_start,
         "log_frequency_weight": args.log_frequency_weight,
+        "oscillator_weight": args.oscillator_weight,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.stft_sizes is not None:
         overrides["stft_sizes"] = parse_fft_sizes(args.stft_sizes)
+    weight = args.oscillator_weight
+    if weight is not None and not (math.isfinite(weight) and weight >= 0):
+        from after.errors import BadInputError
+
+        raise BadInputError(f"--oscillator-weight {weight}: expected a finite value >= 0")
     if args.no_perceptual_weighting:
         overrides["perceptual_weighting"] = False
     if args.decoder_only:
@@ -120,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         training = training_config_with(training, **overrides)
     data = {"path": str(Path(args.data).resolve()), "resample": not args.no_resample}
-    config = codec_run_config(args.preset, to_dict(codec_preset(args.preset)), training, data)
+    codec_config = codec_preset(args.preset)
+    if args.oscillators is not None:
+        import dataclasses
+
+        codec_config = dataclasses.replace(codec_config, oscillators=args.oscillators)
+    config = codec_run_config(args.preset, to_dict(codec_config), training, data)
     options = TrainerOptions(
         max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every,

@@ -53,6 +53,11 @@ class CodecConfig:
             near 1 so that the network (which has no normalisation layer) works on unit-scale
             signals. With a gain of 1 the latent starts at ~0.08 RMS and training shrinks it
             further until the decoder ignores it and outputs an input-independent spectrum.
+        oscillators: sinusoidal oscillators of the decoder's stateful part (0 = none); see
+            :class:`after.codec.oscillators.OscillatorBank`. A decoder-only setting: a codec can gain
+            them with ``after train-codec --decoder-only --init-from`` a codec without them.
+        oscillator_min_hz: frequency of the lowest oscillator in Hz.
+        oscillators_per_octave: oscillators per octave (48: quarter-tone steps, 12 = semitones).
     """
 
     sample_rate: int = 44100
@@ -71,6 +76,9 @@ class CodecConfig:
     weight_norm: bool = True
     pqmf_attenuation_db: float = 100.0
     band_gain: float = 20.0
+    oscillators: int = 0
+    oscillator_min_hz: float = 27.5
+    oscillators_per_octave: int = 48
 
     def __post_init__(self) -> None:
         problems = []
@@ -98,6 +106,16 @@ class CodecConfig:
             problems.append(f"band_gain must be > 0, got {self.band_gain}")
         if self.bottleneck_scale <= 0 or self.bottleneck_noise < 0:
             problems.append("bottleneck_scale must be > 0 and bottleneck_noise >= 0")
+        if self.oscillators < 0 or self.oscillators_per_octave < 1 or not self.oscillator_min_hz > 0:
+            problems.append(
+                "oscillators must be >= 0, oscillators_per_octave >= 1 and oscillator_min_hz > 0, got "
+                f"{self.oscillators}, {self.oscillators_per_octave}, {self.oscillator_min_hz}"
+            )
+        elif self.oscillators and self.oscillator_max_hz >= self.sample_rate / 2:
+            problems.append(
+                f"the highest oscillator ({self.oscillator_max_hz:.0f} Hz) must stay below Nyquist "
+                f"({self.sample_rate / 2:.0f} Hz): fewer oscillators or a lower oscillator_min_hz"
+            )
         if problems:
             raise BadInputError("invalid codec config: " + "; ".join(problems))
 
@@ -107,10 +125,19 @@ class CodecConfig:
         return self.n_bands * math.prod(self.strides)
 
     @property
+    def oscillator_max_hz(self) -> float:
+        """Frequency of the highest oscillator in Hz (``oscillator_min_hz`` when there are none)."""
+        return self.oscillator_min_hz * 2.0 ** (max(self.oscillators - 1, 0) / self.oscillators_per_octave)
+
+    @property
     def frame_rate(self) -> float:
         """Latent frames per second."""
         return self.sample_rate / self.hop
 
+
+DECODER_ONLY_FIELDS = ("oscillators", "oscillator_min_hz", "oscillators_per_octave")
+"""Config fields that shape only the decoder's oscillator bank: codecs that differ in these alone
+share their encoder architecture, so one's weights can start the other and its latents stay valid."""
 
 PRESETS: dict[str, CodecConfig] = {
     # Close to the original: 44.1 kHz, 16 bands x 128 = hop 2048 (21.5 Hz), 64 latent channels.

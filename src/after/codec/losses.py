@@ -110,6 +110,36 @@ class MultiResolutionSTFTLoss(nn.Module):
         return torch.stack(values).mean()
 
 
+class SpectralConvergenceLoss(nn.Module):
+    """Mean over FFT sizes of ``||Y| - |X||_F / ||Y|_F`` (norms over the whole batch; Hann window of
+    N, hop N/4), without the log-magnitude term of :class:`MultiResolutionSTFTLoss`.
+
+    Linear magnitudes weigh the strong partials and ignore the quiet bins; at large FFT sizes (a
+    2.7-Hz bin at 8192 and 22.05 kHz) a partial a quarter tone off misses the target's bins
+    entirely. That makes it the loss that teaches a decoder's oscillator bank
+    (:class:`after.codec.oscillators.OscillatorBank`) on its own: the log term over every bin would
+    pull all oscillators near a partial up alike, and the coarse sizes cannot tell them apart.
+    """
+
+    def __init__(self, fft_sizes: Sequence[int] = (8192, 4096)) -> None:
+        super().__init__()
+        self.fft_sizes = tuple(int(n) for n in fft_sizes)
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss between ``prediction`` and ``target`` [B,C,T] (same shape)."""
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+        values = []
+        for n in self.fft_sizes:
+            window = getattr(self, f"window_{n}")
+            x = stft_magnitude(prediction, n, n // 4, window)
+            y = stft_magnitude(target, n, n // 4, window)
+            values.append(torch.linalg.norm(y - x) / torch.linalg.norm(y).clamp_min(1e-8))
+        return torch.stack(values).mean()
+
+
 LOG_FREQUENCY_RESOLUTIONS: tuple[tuple[int, float], ...] = (
     (8192, 32.70),
     (4096, 65.41),

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from after.codec.oscillators import OscillatorBank
 from after.nn.activations import Snake
 from after.nn.conv import CausalConv1d, CausalConvTranspose1d
 from after.nn.pqmf import PQMF
@@ -224,6 +225,7 @@ class Codec(nn.Module):
     hop: int
     latent_dim: int
     band_gain: float
+    has_oscillators: bool
     encoder_latency: int
     decoder_latency: int
     latency: int
@@ -246,6 +248,9 @@ class Codec(nn.Module):
         weight_norm: bool = True,
         pqmf_attenuation_db: float = 100.0,
         band_gain: float = 20.0,
+        oscillators: int = 0,
+        oscillator_min_hz: float = 27.5,
+        oscillators_per_octave: int = 48,
     ) -> None:
         super().__init__()
         self.pqmf = PQMF(n_bands, pqmf_attenuation_db)
@@ -265,10 +270,27 @@ class Codec(nn.Module):
             loudness,
             weight_norm,
         )
+        self.hop = n_bands * math.prod(strides)
+        self.has_oscillators = oscillators > 0
+        # a placeholder keeps TorchScript's attribute types fixed when there is no bank
+        self.decoder.oscillators = (
+            OscillatorBank(
+                latent_dim,
+                self.hop,
+                sample_rate,
+                oscillators,
+                oscillator_min_hz,
+                oscillators_per_octave,
+                weight_norm=weight_norm,
+            )
+            if self.has_oscillators
+            else nn.Identity()
+        )
         initialise_codec_weights(self)
+        if isinstance(self.decoder.oscillators, OscillatorBank):
+            self.decoder.oscillators.quiet_start()
         self.band_gain = float(band_gain)
         self.sample_rate = sample_rate
-        self.hop = n_bands * math.prod(strides)
         self.latent_dim = latent_dim
         self.encoder_latency = self.pqmf.analysis_latency
         self.decoder_latency = self.pqmf.synthesis_latency
@@ -294,6 +316,9 @@ class Codec(nn.Module):
             weight_norm=config.weight_norm,
             pqmf_attenuation_db=config.pqmf_attenuation_db,
             band_gain=config.band_gain,
+            oscillators=config.oscillators,
+            oscillator_min_hz=config.oscillator_min_hz,
+            oscillators_per_octave=config.oscillators_per_octave,
         )
 
     def encode_with_regulariser(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,8 +332,12 @@ class Codec(nn.Module):
 
     @torch.jit.export
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``z [B, latent_dim, L] -> audio [B, 1, L * hop]``."""
-        return self.pqmf.synthesis(self.decoder(z) / self.band_gain)
+        """``z [B, latent_dim, L] -> audio [B, 1, L * hop]``: PQMF synthesis of the decoded bands, plus
+        the oscillator bank's sinusoids when the codec has one."""
+        audio = self.pqmf.synthesis(self.decoder(z) / self.band_gain)
+        if self.has_oscillators:
+            audio = audio + self.decoder.oscillators(z)
+        return audio
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: ``audio [B, 1, T] -> (reconstruction [B, 1, T // hop * hop], z, regulariser)``.

@@ -608,17 +608,28 @@ def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
     released model folder or packaged model name).
 
     The latents the diffusion model learnt stay valid only when the encoder is the same, so the
-    source must have the same codec config and bit-identical weights outside ``decoder.*`` (a codec
-    fine-tuned with ``after train-codec --decoder-only`` from this one). Raises
+    source must have the same codec config (but for the decoder's oscillator bank,
+    :data:`~after.codec.config.DECODER_ONLY_FIELDS`, which it brings along) and bit-identical weights
+    outside ``decoder.*`` (a codec fine-tuned with ``after train-codec --decoder-only`` from this one). Raises
     :class:`BadInputError` naming ``source`` and the first difference otherwise.
     """
+    from after.codec.config import DECODER_ONLY_FIELDS
+    from after.codec.model import Codec
     from after.config import config_differences
 
     other_config, weights = trainable_codec_weights(source, "--decoder-from")
-    details = config_differences(to_dict(bundle.codec_config), to_dict(other_config))
+    mine, theirs = to_dict(bundle.codec_config), to_dict(other_config)
+    shared = [k for k in sorted(set(mine) | set(theirs)) if k not in DECODER_ONLY_FIELDS]
+    details = config_differences(mine, theirs, shared)
     if details:
         raise BadInputError(f"--decoder-from {source}: codec config differs from the run's ({details})")
-    own = bundle.codec.state_dict()
+    if config_differences(mine, theirs):
+        # the source's decoder has another oscillator bank: the codec takes the source's config
+        own = bundle.codec.state_dict()
+        bundle.codec = Codec.from_config(other_config).eval()
+        bundle.codec_config = other_config
+    else:
+        own = bundle.codec.state_dict()
     for key, value in own.items():
         if key.startswith("decoder."):
             continue
@@ -629,6 +640,7 @@ def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
                 "diffusion model's latents would not match. Fine-tune with `after train-codec "
                 "--decoder-only --init-from` the run's codec"
             )
-    merged = {key: (weights[key] if key.startswith("decoder.") else value) for key, value in own.items()}
+    merged = {key: value for key, value in own.items() if not key.startswith("decoder.")}
+    merged.update({key: value for key, value in weights.items() if key.startswith("decoder.")})
     bundle.codec.load_state_dict({key: value.float() for key, value in merged.items()})
     log.info("codec decoder replaced by the one of %s (encoder unchanged)", source)

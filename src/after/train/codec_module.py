@@ -35,6 +35,7 @@ from after.codec.discriminator import MultiScaleSTFTDiscriminator
 from after.codec.losses import (
     LogFrequencySpectralLoss,
     MultiResolutionSTFTLoss,
+    SpectralConvergenceLoss,
     feature_matching_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
@@ -49,7 +50,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CodecTrainingConfig:
-    """How the codec is trained (the model itself is described by ``CodecConfig``)."""
+    """How the codec is trained (the model itself is described by ``CodecConfig``).
+
+    ``oscillator_weight`` (used only by a codec with an oscillator bank) adds the spectral
+    convergence of the bank's output *alone* against the target at ``oscillator_fft_sizes``
+    (:class:`~after.codec.losses.SpectralConvergenceLoss`): the bank learns the steady partials by
+    itself, and the reconstruction loss, which sees the sum, then teaches the convolutional decoder
+    to give up the partials the bank already plays. Without it the decoder's own (frame-periodic)
+    partials are a local optimum the bank cannot leave: on the shipped codec, 150 decoder-only steps
+    with the reconstruction losses alone only turned every oscillator down.
+    """
 
     batch_size: int = 6
     crop_samples: int = 131_072
@@ -73,6 +83,8 @@ class CodecTrainingConfig:
     random_gain_db: float = 20.0
     val_examples: int = 2
     train_encoder: bool = True
+    oscillator_weight: float = 1.0
+    oscillator_fft_sizes: tuple[int, ...] = (8192, 4096)
 
 
 TRAINING_PRESETS: dict[str, CodecTrainingConfig] = {
@@ -134,6 +146,12 @@ class CodecModule(L.LightningModule):
         )
         self.log_frequency_loss = (
             LogFrequencySpectralLoss(sample_rate=sample_rate) if training.log_frequency_weight > 0 else None
+        )
+        has_bank = bool(getattr(codec, "has_oscillators", False))
+        self.oscillator_loss = (
+            SpectralConvergenceLoss(training.oscillator_fft_sizes)
+            if has_bank and training.oscillator_weight > 0
+            else None
         )
 
         if not training.train_encoder:
@@ -240,6 +258,11 @@ class CodecModule(L.LightningModule):
             log_frequency = self.log_frequency_loss(fake, real)
             loss = loss + cfg.log_frequency_weight * log_frequency
             self.log("train/log_frequency", log_frequency)
+        if self.oscillator_loss is not None:
+            alone, real_for_bank = align_to_input(self.codec.decoder.oscillators(z), audio, self.delay)
+            oscillators = self.oscillator_loss(alone, real_for_bank)
+            loss = loss + cfg.oscillator_weight * oscillators
+            self.log("train/oscillators", oscillators)
         if cfg.train_encoder:
             weight = regularizer_weight(step, cfg.regularizer_weight, cfg.regularizer_warmup)
             loss = loss + weight * regularizer
@@ -355,15 +378,29 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     """Copy the weights of the codec of ``source`` into ``codec`` (same architecture): a codec run
     folder or checkpoint, a released model folder or a packaged model's name (``default``).
 
-    Raises :class:`~after.errors.BadInputError` naming ``source`` when it cannot be loaded, is a
-    TorchScript file, or its codec config differs from ``codec_config``.
+    A codec without oscillators may start one with them (they differ in
+    :data:`~after.codec.config.DECODER_ONLY_FIELDS` alone): its weights are copied and the new bank
+    starts quiet. Raises :class:`~after.errors.BadInputError` naming ``source`` when it cannot be
+    loaded, is a TorchScript file, or its codec config differs from ``codec_config`` otherwise.
     """
+    from after.codec.config import DECODER_ONLY_FIELDS
     from after.config import config_differences, to_dict
     from after.runtime.bundle import trainable_codec_weights
 
     source_config, weights = trainable_codec_weights(source, "--init-from")
-    details = config_differences(codec_config, to_dict(source_config))
-    if details:
+    theirs = to_dict(source_config)
+    details = config_differences(codec_config, theirs)
+    if not details:
+        codec.load_state_dict({k: v.float() for k, v in weights.items()})
+        log.info("codec initialised from %s", source)
+        return
+    shared = [k for k in sorted(set(codec_config) | set(theirs)) if k not in DECODER_ONLY_FIELDS]
+    if config_differences(codec_config, theirs, shared) or theirs.get("oscillators", 0) != 0:
         raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
-    codec.load_state_dict({k: v.float() for k, v in weights.items()})
-    log.info("codec initialised from %s", source)
+    # a codec without oscillators starts one with them: every weight but the new bank's is copied
+    missing, unexpected = codec.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    new = [k for k in missing if not k.startswith("decoder.oscillators.")]
+    if new or unexpected:
+        raise BadInputError(f"--init-from {source}: weights do not fit ({(new + unexpected)[:3]})")
+    count = codec_config["oscillators"]
+    log.info("codec initialised from %s; its %d new oscillators start quiet", source, count)
