@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reconstruction only",
     )
     parser.add_argument(
+        "--fine-spectral-weight",
+        type=float,
+        default=None,
+        help="weight of a pitch-precise term on the whole reconstruction: spectral convergence at FFT "
+        "sizes 8192 and 4096 (default: the preset's, 0)",
+    )
+    parser.add_argument(
         "--checkpoint-every", type=int, default=5_000, help="write a checkpoint every N steps"
     )
     parser.add_argument("--val-every", type=int, default=2_000, help="validate (and log audio) every N steps")
@@ -121,15 +128,19 @@ def run(args: argparse.Namespace) -> int:
         "adversarial_start": args.adversarial_start,
         "log_frequency_weight": args.log_frequency_weight,
         "oscillator_weight": args.oscillator_weight,
+        "fine_spectral_weight": args.fine_spectral_weight,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.stft_sizes is not None:
         overrides["stft_sizes"] = parse_fft_sizes(args.stft_sizes)
-    weight = args.oscillator_weight
-    if weight is not None and not (math.isfinite(weight) and weight >= 0):
-        from after.errors import BadInputError
+    for option, weight in (
+        ("--oscillator-weight", args.oscillator_weight),
+        ("--fine-spectral-weight", args.fine_spectral_weight),
+    ):
+        if weight is not None and not (math.isfinite(weight) and weight >= 0):
+            from after.errors import BadInputError
 
-        raise BadInputError(f"--oscillator-weight {weight}: expected a finite value >= 0")
+            raise BadInputError(f"{option} {weight}: expected a finite value >= 0")
     if args.no_perceptual_weighting:
         overrides["perceptual_weighting"] = False
     if args.decoder_only:
