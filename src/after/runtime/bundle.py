@@ -623,13 +623,11 @@ def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
     details = config_differences(mine, theirs, shared)
     if details:
         raise BadInputError(f"--decoder-from {source}: codec config differs from the run's ({details})")
+    own = bundle.codec.state_dict()
     if config_differences(mine, theirs):
         # the source's decoder has another oscillator bank: the codec takes the source's config
-        own = bundle.codec.state_dict()
         bundle.codec = Codec.from_config(other_config).eval()
         bundle.codec_config = other_config
-    else:
-        own = bundle.codec.state_dict()
     for key, value in own.items():
         if key.startswith("decoder."):
             continue
