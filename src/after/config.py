@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -87,6 +88,13 @@ def load_json(cls: type[C], path: str | Path) -> C:
 def replace(config: C, **changes: Any) -> C:
     """Return a copy of a frozen config with some fields changed."""
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def require_non_negative(name: str, value: float | None) -> None:
+    """Refuse (:class:`BadInputError` naming ``name``) a value that is not finite and >= 0; ``None``
+    (not given) passes."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise BadInputError(f"{name} {value}: expected a finite value >= 0")
 
 
 def config_differences(mine: dict[str, Any], theirs: dict[str, Any], keys: Any = None) -> str:

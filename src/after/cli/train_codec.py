@@ -112,11 +112,10 @@ def parse_fft_sizes(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
     from pathlib import Path
 
     from after.codec.config import codec_preset
-    from after.config import to_dict
+    from after.config import require_non_negative, to_dict
     from after.train.codec_module import codec_run_config, codec_training_preset, training_config_with
     from after.train.run import TrainerOptions, train_strategy
 
@@ -133,14 +132,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.stft_sizes is not None:
         overrides["stft_sizes"] = parse_fft_sizes(args.stft_sizes)
-    for option, weight in (
-        ("--oscillator-weight", args.oscillator_weight),
-        ("--fine-spectral-weight", args.fine_spectral_weight),
-    ):
-        if weight is not None and not (math.isfinite(weight) and weight >= 0):
-            from after.errors import BadInputError
-
-            raise BadInputError(f"{option} {weight}: expected a finite value >= 0")
+    require_non_negative("--oscillator-weight", args.oscillator_weight)
+    require_non_negative("--fine-spectral-weight", args.fine_spectral_weight)
     if args.no_perceptual_weighting:
         overrides["perceptual_weighting"] = False
     if args.decoder_only:

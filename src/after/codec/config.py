@@ -139,6 +139,16 @@ DECODER_ONLY_FIELDS = ("oscillators", "oscillator_min_hz", "oscillators_per_octa
 """Config fields that shape only the decoder's oscillator bank: codecs that differ in these alone
 share their encoder architecture, so one's weights can start the other and its latents stay valid."""
 
+
+def encoder_config_differences(mine: dict, theirs: dict) -> str:
+    """:func:`after.config.config_differences` of two codec config dicts, leaving out
+    :data:`DECODER_ONLY_FIELDS`: ``""`` when one codec's encoder weights fit the other."""
+    from after.config import config_differences
+
+    keys = [key for key in sorted(set(mine) | set(theirs)) if key not in DECODER_ONLY_FIELDS]
+    return config_differences(mine, theirs, keys)
+
+
 PRESETS: dict[str, CodecConfig] = {
     # Close to the original: 44.1 kHz, 16 bands x 128 = hop 2048 (21.5 Hz), 64 latent channels.
     "base": CodecConfig(),

@@ -20,11 +20,10 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from after.codec.oscillators import OscillatorBank
 from after.nn.activations import Snake
-from after.nn.conv import CausalConv1d, CausalConvTranspose1d
+from after.nn.conv import CausalConv1d, CausalConvTranspose1d, set_conv_weight
 from after.nn.pqmf import PQMF
 
 RESIDUAL_BRANCH_GAIN = 0.3
@@ -33,13 +32,9 @@ RESIDUAL_BRANCH_GAIN = 0.3
 
 def _reinitialise_conv(conv: nn.Conv1d | nn.ConvTranspose1d, std: float) -> None:
     """Draw ``conv``'s weight from ``N(0, std²)`` and zero its bias (weight-normalised or not)."""
-    with torch.no_grad():
-        weight = torch.randn_like(conv.weight) * std
-        if parametrize.is_parametrized(conv, "weight"):
-            conv.weight = weight  # the parametrisation's right inverse sets magnitude and direction
-        else:
-            conv.weight.copy_(weight)
-        if conv.bias is not None:
+    set_conv_weight(conv, torch.randn_like(conv.weight) * std)
+    if conv.bias is not None:
+        with torch.no_grad():
             conv.bias.zero_()
 
 

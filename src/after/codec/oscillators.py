@@ -30,10 +30,9 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from after.nn.activations import Snake
-from after.nn.conv import CausalConv1d
+from after.nn.conv import CausalConv1d, set_conv_weight
 from after.nn.streaming import StreamingModule
 
 INITIAL_AMPLITUDE_LOGIT = -9.0
@@ -85,12 +84,6 @@ class OscillatorBank(StreamingModule):
         weight_norm: bool = True,
     ) -> None:
         super().__init__()
-        frequencies = min_hz * 2.0 ** (torch.arange(count, dtype=torch.float64) / per_octave)
-        if count < 1 or min_hz <= 0 or per_octave < 1 or float(frequencies[-1]) >= sample_rate / 2:
-            raise ValueError(
-                f"oscillator grid must have count >= 1, min_hz > 0, per_octave >= 1 and stay below "
-                f"Nyquist ({sample_rate / 2} Hz); got count={count}, min_hz={min_hz}, per_octave={per_octave}"
-            )
         self.hop = hop
         self.count = count
         self.amplitude_gain = AMPLITUDE_GAIN
@@ -98,6 +91,21 @@ class OscillatorBank(StreamingModule):
         self.min_hz = float(min_hz)
         self.per_octave = float(per_octave)
         self.sample_rate = float(sample_rate)
+        if count < 1 or min_hz <= 0 or per_octave < 1:
+            raise ValueError(
+                "oscillator grid needs count >= 1, min_hz > 0, per_octave >= 1; "
+                f"got {count}, {min_hz}, {per_octave}"
+            )
+        frequencies = self.frequencies(torch.device("cpu"))
+        if float(frequencies[-1]) >= sample_rate / 2:
+            raise ValueError(
+                f"highest oscillator {float(frequencies[-1]):.0f} Hz is above Nyquist ({sample_rate / 2} Hz)"
+            )
+        # sin / cos of w_i k for k < hop: the same every frame, so computed once (not weights)
+        angle = (frequencies * (2 * math.pi / sample_rate)).float()[:, None] * torch.arange(hop)[None, :]
+        self.register_buffer(
+            "tables", torch.cat([torch.cos(angle), torch.sin(angle)], dim=0), persistent=False
+        )
         self.head = nn.Sequential(
             CausalConv1d(latent_dim, hidden, 3, weight_norm=weight_norm),
             Snake(hidden),
@@ -109,13 +117,9 @@ class OscillatorBank(StreamingModule):
     def quiet_start(self) -> None:
         """Make the bank almost silent (call after any re-initialisation of the head's weights)."""
         last = self.head[-1].conv
+        set_conv_weight(last, last.weight.detach() * (0.1 / AMPLITUDE_GAIN))
         with torch.no_grad():
             last.bias.fill_(INITIAL_AMPLITUDE_LOGIT / AMPLITUDE_GAIN)
-            weight = last.weight * (0.1 / AMPLITUDE_GAIN)
-            if parametrize.is_parametrized(last, "weight"):
-                last.weight = weight  # the parametrisation's right inverse sets magnitude and direction
-            else:
-                last.weight.copy_(weight)
 
     @torch.jit.unused
     def _init_state(self, batch_size: int) -> None:
@@ -153,11 +157,8 @@ class OscillatorBank(StreamingModule):
         phase = torch.remainder(index[:, None] * cycles_per_frame[None, :], 1.0) * (2 * math.pi)
         sin_phase = torch.sin(phase).to(z.dtype)  # [L, N]
         cos_phase = torch.cos(phase).to(z.dtype)
-        samples = torch.arange(self.hop, dtype=z.dtype, device=z.device)
-        radians_per_sample = (frequencies * (2 * math.pi / self.sample_rate)).to(z.dtype)
-        angle = radians_per_sample[:, None] * samples[None, :]  # [N, hop]
-        tables = torch.cat([torch.cos(angle), torch.sin(angle)], dim=0)  # [2N, hop]
-        ramp = samples / self.hop  # [hop], 0 at the frame's first sample
+        tables = self.tables.to(z.dtype)  # [2N, hop]: cos(w_i k), then sin(w_i k)
+        ramp = torch.arange(self.hop, dtype=z.dtype, device=z.device) / self.hop  # [hop], 0 at frame start
         out = self._frame_signal(start, sin_phase, cos_phase, tables) * (1 - ramp)
         out = out + self._frame_signal(amplitude, sin_phase, cos_phase, tables) * ramp  # [B, L, hop]
         return out.reshape(batch, 1, frames * self.hop)

@@ -272,6 +272,15 @@ class CausalConvTranspose1d(StreamingModule):
         return full
 
 
+def set_conv_weight(conv: nn.Conv1d | nn.ConvTranspose1d, weight: torch.Tensor) -> None:
+    """Give ``conv`` the weight ``weight`` (same shape), whether it is weight-normalised or not."""
+    with torch.no_grad():
+        if parametrize.is_parametrized(conv, "weight"):
+            conv.weight = weight  # the parametrisation's right inverse sets magnitude and direction
+        else:
+            conv.weight.copy_(weight)
+
+
 def remove_weight_norm(model: nn.Module) -> nn.Module:
     """Bake every weight-norm parametrisation under ``model`` into a plain weight (before scripting)."""
     for module in model.modules():

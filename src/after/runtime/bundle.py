@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -552,11 +551,11 @@ def release_run(
     released model's default sampling settings, the ones every host starts with. Raises
     :class:`BadInputError` naming a value out of range (steps 1..``max_steps``, guidance >= 0).
     """
+    from after.config import require_non_negative
     from after.runtime.timbre_map import collect_timbre_vectors, fit_timbre_map
 
-    for option, value in (("guidance_timbre", guidance_timbre), ("guidance_structure", guidance_structure)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise BadInputError(f"{option} {value}: expected a finite value >= 0")
+    require_non_negative("guidance_timbre", guidance_timbre)
+    require_non_negative("guidance_structure", guidance_structure)
     if share_codec_with is not None and not (Path(share_codec_with) / MODEL_FILE).is_file():
         raise BadInputError(
             f"--share-codec-with {share_codec_with}: not a released model folder (no {MODEL_FILE})"
@@ -613,18 +612,15 @@ def replace_decoder(bundle: ModelBundle, source: str | Path) -> None:
     outside ``decoder.*`` (a codec fine-tuned with ``after train-codec --decoder-only`` from this one). Raises
     :class:`BadInputError` naming ``source`` and the first difference otherwise.
     """
-    from after.codec.config import DECODER_ONLY_FIELDS
+    from after.codec.config import encoder_config_differences
     from after.codec.model import Codec
-    from after.config import config_differences
 
     other_config, weights = trainable_codec_weights(source, "--decoder-from")
-    mine, theirs = to_dict(bundle.codec_config), to_dict(other_config)
-    shared = [k for k in sorted(set(mine) | set(theirs)) if k not in DECODER_ONLY_FIELDS]
-    details = config_differences(mine, theirs, shared)
+    details = encoder_config_differences(to_dict(bundle.codec_config), to_dict(other_config))
     if details:
         raise BadInputError(f"--decoder-from {source}: codec config differs from the run's ({details})")
     own = bundle.codec.state_dict()
-    if config_differences(mine, theirs):
+    if other_config != bundle.codec_config:
         # the source's decoder has another oscillator bank: the codec takes the source's config
         bundle.codec = Codec.from_config(other_config).eval()
         bundle.codec_config = other_config

@@ -152,14 +152,10 @@ class CodecModule(L.LightningModule):
         self.log_frequency_loss = (
             LogFrequencySpectralLoss(sample_rate=sample_rate) if training.log_frequency_weight > 0 else None
         )
-        has_bank = bool(getattr(codec, "has_oscillators", False))
-        self.oscillator_loss = (
-            SpectralConvergenceLoss(training.oscillator_fft_sizes)
-            if has_bank and training.oscillator_weight > 0
-            else None
-        )
-        fine = training.fine_spectral_weight > 0
-        self.fine_spectral_loss = SpectralConvergenceLoss(training.oscillator_fft_sizes) if fine else None
+        # spectral convergence at the large FFT sizes: the bank's own term and / or the whole output's
+        self.train_bank = bool(getattr(codec, "has_oscillators", False)) and training.oscillator_weight > 0
+        wanted = self.train_bank or training.fine_spectral_weight > 0
+        self.fine_loss = SpectralConvergenceLoss(training.oscillator_fft_sizes) if wanted else None
 
         if not training.train_encoder:
             for name, parameter in codec.named_parameters():
@@ -265,13 +261,13 @@ class CodecModule(L.LightningModule):
             log_frequency = self.log_frequency_loss(fake, real)
             loss = loss + cfg.log_frequency_weight * log_frequency
             self.log("train/log_frequency", log_frequency)
-        if self.fine_spectral_loss is not None:
-            fine = self.fine_spectral_loss(fake, real)
+        if self.fine_loss is not None and cfg.fine_spectral_weight > 0:
+            fine = self.fine_loss(fake, real)
             loss = loss + cfg.fine_spectral_weight * fine
             self.log("train/fine_spectral", fine)
-        if self.oscillator_loss is not None:
+        if self.fine_loss is not None and self.train_bank:
             alone, real_for_bank = align_to_input(self.codec.decoder.oscillators(z), audio, self.delay)
-            oscillators = self.oscillator_loss(alone, real_for_bank)
+            oscillators = self.fine_loss(alone, real_for_bank)
             loss = loss + cfg.oscillator_weight * oscillators
             self.log("train/oscillators", oscillators)
         if cfg.train_encoder:
@@ -394,7 +390,7 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
     starts quiet. Raises :class:`~after.errors.BadInputError` naming ``source`` when it cannot be
     loaded, is a TorchScript file, or its codec config differs from ``codec_config`` otherwise.
     """
-    from after.codec.config import DECODER_ONLY_FIELDS
+    from after.codec.config import encoder_config_differences
     from after.config import config_differences, to_dict
     from after.runtime.bundle import trainable_codec_weights
 
@@ -405,8 +401,7 @@ def initialise_codec(codec: nn.Module, codec_config: dict, source: str | Path) -
         codec.load_state_dict({k: v.float() for k, v in weights.items()})
         log.info("codec initialised from %s", source)
         return
-    shared = [k for k in sorted(set(codec_config) | set(theirs)) if k not in DECODER_ONLY_FIELDS]
-    if config_differences(codec_config, theirs, shared) or theirs.get("oscillators", 0) != 0:
+    if encoder_config_differences(codec_config, theirs) or theirs.get("oscillators", 0) != 0:
         raise BadInputError(f"--init-from {source}: codec architecture differs ({details})")
     # a codec without oscillators starts one with them: every weight but the new bank's is copied
     missing, unexpected = codec.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
