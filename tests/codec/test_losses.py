@@ -174,3 +174,30 @@ def test_spectral_convergence_tells_a_partial_from_its_quarter_tone_neighbours()
     assert with_2048(tone(446.4), tone(440.0)).item() < 1.0
     with pytest.raises(ValueError, match="differ"):
         loss(tone(440.0)[..., :100], tone(440.0))
+
+
+def test_spectral_convergence_against_what_is_not_played_yet():
+    """With ``present`` the target is only what ``present`` lacks: a chord of 440 + 660 Hz of which
+    660 Hz is already played asks for 440 Hz alone (440 scores ~0, 660 worse than silence, the
+    chord no better than silence), and no gradient reaches ``present``."""
+    from after.codec.losses import SpectralConvergenceLoss
+
+    sample_rate = 22050
+    t = torch.arange(3 * sample_rate) / sample_rate
+
+    def tone(hz: float) -> torch.Tensor:
+        return (0.2 * torch.sin(2 * math.pi * hz * t)).view(1, 1, -1)
+
+    loss = SpectralConvergenceLoss()
+    chord = tone(440.0) + tone(660.0)
+    played = tone(660.0).requires_grad_(True)
+    assert loss(tone(440.0), chord, played).item() < 0.05
+    assert loss(torch.zeros_like(chord), chord, played).item() == pytest.approx(1.0, abs=1e-3)
+    assert loss(tone(660.0), chord, played).item() > 1.2
+    assert loss(chord, chord, played).item() > 0.99  # no better than silence
+    assert loss(chord, chord).item() < 1e-4  # without present the chord is the answer
+    guess = tone(445.0).requires_grad_(True)
+    loss(guess, chord, played).backward()
+    assert guess.grad is not None and played.grad is None
+    with pytest.raises(ValueError, match="present"):
+        loss(chord, chord, played[..., :100])

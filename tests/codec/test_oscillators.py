@@ -245,3 +245,22 @@ def test_a_model_whose_codec_has_a_bank_exports_for_nn_tilde_and_streams_like_ea
     assert offline[..., codec_config.hop :].pow(2).mean().sqrt() > 0.05  # the tone is there
     tolerance = 0.05 if int8 else 1e-4
     assert (blocks - offline).abs().max().item() < tolerance * offline.abs().max().item()
+
+
+def test_synthesize_plays_given_amplitudes_as_one_continuous_sine():
+    """Amplitudes given directly (one oscillator at 0.5, every frame): after the first frame's
+    fade-in the output is 0.5 sin(2 pi 440 t / sr) sample for sample, phase continuous across
+    frame edges, and forward() is synthesize() of the head's amplitudes."""
+    codec = make_codec()
+    bank = codec.decoder.oscillators
+    frames = 8
+    amplitude = torch.zeros(1, bank.count, frames)
+    amplitude[0, A440] = 0.5
+    with torch.no_grad():
+        out = bank.synthesize(amplitude).flatten().double()
+    t = torch.arange(frames * MINI.hop, dtype=torch.float64)
+    expected = 0.5 * torch.sin(2 * math.pi * 440.0 * t / MINI.sample_rate)
+    assert torch.allclose(out[MINI.hop :], expected[MINI.hop :], atol=1e-5)
+    z = torch.randn(2, MINI.latent_dim, frames)
+    with torch.no_grad():
+        assert torch.equal(bank(z), bank.synthesize(bank.amplitudes(z)))

@@ -208,6 +208,28 @@ def test_release_stores_default_sampling_settings_that_hosts_start_with(tmp_path
     assert not (tmp_path / "bad").exists()  # nothing written for a refused value
 
 
+def test_a_released_model_released_again_keeps_its_timbre_map_and_weights(released, tmp_path):
+    """``after release MODEL_DIR``: a released folder as the run gives the same diffusion and codec
+    weights and the same timbre map (not a refit on synthetic references) with the new settings;
+    with ``--dataset`` the map would be fitted again."""
+    from after.cli.main import main
+
+    _, folder = released
+    out = tmp_path / "again"
+    assert main(["-q", "release", str(folder), "--out", str(out), "--steps", "3", "--map-steps", "5"]) == 0
+    again, source = load_bundle(out), load_bundle(folder)
+    assert again.diffusion_config.n_steps == 3 and source.diffusion_config.n_steps != 3
+    for part in ("timbre_map", "model", "codec"):
+        theirs, ours = getattr(source, part).state_dict(), getattr(again, part).state_dict()
+        assert theirs.keys() == ours.keys()
+        assert all(torch.equal(theirs[key], ours[key]) for key in theirs), part
+    # a run folder has no map: it is fitted (the synthetic references give a map of their own)
+    _, run_dir = make_runs(tmp_path / "runs")
+    assert load_bundle(run_dir).timbre_map is None
+    fitted = bundle_module.release_run(run_dir, tmp_path / "fitted", map_steps=5)
+    assert load_bundle(fitted).timbre_map is not None
+
+
 def test_release_with_a_fine_tuned_decoder_keeps_the_encoder_and_refuses_another_encoder(tmp_path):
     """``after release --decoder-from``: the released codec has the new decoder and the run's encoder;
     a codec whose encoder differs (latents the diffusion model never saw) is refused."""

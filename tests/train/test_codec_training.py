@@ -1,6 +1,7 @@
 """Codec training: the loss falls, runs stop and resume exactly, DDP keeps ranks identical."""
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -452,6 +453,39 @@ def test_a_trained_codec_gains_an_oscillator_bank_by_training_its_decoder_alone(
                     init_from=tmp_path / "bank")  # fmt: skip
 
 
+def test_the_banks_residual_target_trains_it_for_what_the_decoder_does_not_play(tmp_path):
+    """``oscillator_target="residual"``: the bank's own loss is measured against what the
+    convolutional decoder's output lacks, so the same steps train the bank otherwise than against
+    the whole target; the loss is logged every step. An unknown target is refused by name."""
+    from after.codec.load import load_codec
+
+    source = tmp_path / "source"
+    train_codec(
+        source, tiny_run_config(learning_rate=3e-3), quiet_options(max_steps=10), datasets=synthetic_sets()
+    )
+
+    def banked(target: str) -> dict:
+        config = tiny_run_config(train_encoder=False, oscillator_weight=5.0, crop_samples=32768,
+                                 oscillator_target=target)  # fmt: skip
+        config["codec"] = {**config["codec"], "oscillators": 144, "oscillators_per_octave": 24}
+        return config
+
+    data = synthetic_sets(samples=32768)
+    weights = {}
+    for target in ("whole", "residual"):
+        record = RecordMetric("train/oscillators")
+        train_codec(tmp_path / target, banked(target), quiet_options(max_steps=6), datasets=data,
+                    callbacks=[record], init_from=source)  # fmt: skip
+        assert len(record.values) == 6 and all(math.isfinite(v) for v in record.values)
+        weights[target] = load_codec(tmp_path / target).module.state_dict()
+    bank_keys = [key for key in weights["whole"] if key.startswith("decoder.oscillators.")]
+    assert any(not torch.allclose(weights["whole"][k], weights["residual"][k], atol=1e-5) for k in bank_keys)
+
+    with pytest.raises(BadInputError, match="oscillator_target 'half': expected one of whole, residual"):
+        train_codec(tmp_path / "bad", banked("half"), quiet_options(max_steps=1), datasets=data,
+                    init_from=source)  # fmt: skip
+
+
 def test_fine_spectral_loss_joins_the_training_objective_and_falls(tmp_path):
     """With ``fine_spectral_weight`` the whole reconstruction's spectral convergence at FFT 8192 and
     4096 is logged and falls on sines and chirps (no oscillator bank needed)."""
@@ -512,6 +546,11 @@ def test_command_line_options_reach_the_run_config(tmp_path, monkeypatch, caplog
     assert seen["config"]["codec"]["oscillators"] == 336
     assert seen["config"]["training"]["oscillator_weight"] == 0.5
     assert seen["config"]["training"]["fine_spectral_weight"] == 2.0
+    assert seen["config"]["training"]["oscillator_target"] == "whole"
+    assert main([*args, *options, "--oscillators", "336", "--oscillator-target", "residual"]) == 0
+    assert seen["config"]["training"]["oscillator_target"] == "residual"
+    with pytest.raises(SystemExit):  # argparse refuses a target it does not know
+        main([*args, "--oscillator-target", "half"])
     for option in ("--oscillator-weight", "--fine-spectral-weight"):
         for bad in ("-1", "nan"):
             assert main([*args, option, bad]) == 2

@@ -6,7 +6,12 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="diffusion run folder made by `after train`")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="diffusion run folder made by `after train`, or a released model folder (which keeps its "
+        "timbre map unless --dataset is given)",
+    )
     parser.add_argument("--out", required=True, help="released model folder to write (created)")
     parser.add_argument(
         "--name", default=None, help="model name stored in model.json (default: --out's name)"

@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reconstruction only",
     )
     parser.add_argument(
+        "--oscillator-target",
+        choices=("whole", "residual"),
+        default=None,
+        help="what the bank's own loss compares the bank with: the whole target, or the part of its "
+        "spectrum the convolutional decoder does not play (default: the preset's, whole)",
+    )
+    parser.add_argument(
         "--fine-spectral-weight",
         type=float,
         default=None,
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "adversarial_start": args.adversarial_start,
         "log_frequency_weight": args.log_frequency_weight,
         "oscillator_weight": args.oscillator_weight,
+        "oscillator_target": args.oscillator_target,
         "fine_spectral_weight": args.fine_spectral_weight,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}

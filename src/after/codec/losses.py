@@ -127,15 +127,26 @@ class SpectralConvergenceLoss(nn.Module):
         for n in self.fft_sizes:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss between ``prediction`` and ``target`` [B,C,T] (same shape)."""
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scalar loss between ``prediction`` and ``target`` [B,C,T] (same shape).
+
+        With ``present`` (same shape: what another part of a model already plays), the target
+        magnitude is what ``present`` lacks, ``max(|Y| - |P|, 0)`` bin by bin, and no gradient flows
+        into ``present``.
+        """
         if prediction.shape != target.shape:
             raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+        if present is not None and present.shape != target.shape:
+            raise ValueError(f"present {tuple(present.shape)} and target {tuple(target.shape)} differ")
         values = []
         for n in self.fft_sizes:
             window = getattr(self, f"window_{n}")
             x = stft_magnitude(prediction, n, n // 4, window)
             y = stft_magnitude(target, n, n // 4, window)
+            if present is not None:
+                y = torch.relu(y - stft_magnitude(present.detach(), n, n // 4, window))
             values.append(torch.linalg.norm(y - x) / torch.linalg.norm(y).clamp_min(1e-8))
         return torch.stack(values).mean()
 

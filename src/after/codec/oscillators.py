@@ -138,27 +138,32 @@ class OscillatorBank(StreamingModule):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``z [B, D, L] -> audio [B, 1, L * hop]``."""
-        batch, _, frames = z.shape
-        amplitude = self.amplitudes(z)  # [B, N, L]
+        return self.synthesize(self.amplitudes(z))
+
+    def synthesize(self, amplitude: torch.Tensor) -> torch.Tensor:
+        """Amplitudes ``[B, count, L]`` (one per oscillator and latent frame, audio units) -> audio
+        ``[B, 1, L * hop]``; streaming state as in :meth:`forward`."""
+        batch, _, frames = amplitude.shape
         previous = self.previous
         first = self.frame
         if not self.streaming or previous.dim() != 3 or previous.size(0) != batch:
             previous = amplitude.new_zeros(batch, self.count, 1)
         if not self.streaming or first.numel() != 1:
-            first = torch.zeros(1, dtype=torch.long, device=z.device)
+            first = torch.zeros(1, dtype=torch.long, device=amplitude.device)
         start = torch.cat([previous, amplitude[:, :, :-1]], dim=-1)  # amplitude at each frame's start
         if self.streaming:
             self.previous = amplitude[:, :, -1:].detach()
             self.frame = first + frames
 
-        frequencies = self.frequencies(z.device)  # [N] Hz, float64
+        frequencies = self.frequencies(amplitude.device)  # [N] Hz, float64
         cycles_per_frame = frequencies * (self.hop / self.sample_rate)
-        index = first.to(torch.float64) + torch.arange(frames, dtype=torch.float64, device=z.device)
+        index = first.to(torch.float64) + torch.arange(frames, dtype=torch.float64, device=amplitude.device)
         phase = torch.remainder(index[:, None] * cycles_per_frame[None, :], 1.0) * (2 * math.pi)
-        sin_phase = torch.sin(phase).to(z.dtype)  # [L, N]
-        cos_phase = torch.cos(phase).to(z.dtype)
-        tables = self.tables.to(z.dtype)  # [2N, hop]: cos(w_i k), then sin(w_i k)
-        ramp = torch.arange(self.hop, dtype=z.dtype, device=z.device) / self.hop  # [hop], 0 at frame start
+        sin_phase = torch.sin(phase).to(amplitude.dtype)  # [L, N]
+        cos_phase = torch.cos(phase).to(amplitude.dtype)
+        tables = self.tables.to(amplitude.dtype)  # [2N, hop]: cos(w_i k), then sin(w_i k)
+        # [hop], 0 at the frame's start
+        ramp = torch.arange(self.hop, dtype=amplitude.dtype, device=amplitude.device) / self.hop
         out = self._frame_signal(start, sin_phase, cos_phase, tables) * (1 - ramp)
         out = out + self._frame_signal(amplitude, sin_phase, cos_phase, tables) * ramp  # [B, L, hop]
         return out.reshape(batch, 1, frames * self.hop)

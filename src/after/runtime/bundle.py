@@ -540,6 +540,9 @@ def release_run(
     """``after release``: load a diffusion run folder, fit its 2-D timbre map (on ``dataset``'s
     chunks when given, else on synthetic references) and write a released model folder.
 
+    ``run_dir`` may also be a released model folder (to ship it with another decoder or other
+    sampling settings, say); it then keeps its own timbre map unless ``dataset`` is given.
+
     ``decoder_from`` (a codec run folder or checkpoint, or a released model) replaces the codec's
     decoder with that codec's, which must share the run codec's config and every encoder weight
     (``after train-codec --decoder-only``): see :func:`replace_decoder`.
@@ -572,8 +575,13 @@ def release_run(
         bundle.diffusion_config, **{k: v for k, v in settings.items() if v is not None}
     )
     bundle.name = name or Path(out_dir).name
-    vectors, labels = collect_timbre_vectors(bundle, dataset)
-    bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)
+    if dataset is None and bundle.timbre_map is not None:
+        # a released model given as the run: its map was fitted on its dataset, which a refit on
+        # synthetic references would lose
+        log.info("kept the timbre map of %s (give --dataset to fit a new one)", run_dir)
+    else:
+        vectors, labels = collect_timbre_vectors(bundle, dataset)
+        bundle.timbre_map = fit_timbre_map(vectors, labels, steps=map_steps)
     folder = release_bundle(bundle, out_dir, fp16=fp16)
     if share_codec_with is not None:
         share_codec(folder, share_codec_with)

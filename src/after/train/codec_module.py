@@ -48,6 +48,10 @@ from after.train.run import TrainerOptions, build_trainer, fit, prepare_run
 log = logging.getLogger(__name__)
 
 
+OSCILLATOR_TARGETS = ("whole", "residual")
+"""What the oscillator bank's own loss compares the bank with (``CodecTrainingConfig.oscillator_target``)."""
+
+
 @dataclass(frozen=True)
 class CodecTrainingConfig:
     """How the codec is trained (the model itself is described by ``CodecConfig``).
@@ -59,6 +63,14 @@ class CodecTrainingConfig:
     decoder-only steps with them only turned every oscillator down, and after the bank had learnt
     (450 steps at weight 5) 100 steps at weight 0 switched it off again (the decoder's own
     frame-periodic partials cost these losses less than the bank's exact ones added to them).
+
+    ``oscillator_target`` is what the bank's own term compares it with: ``"whole"``, the target;
+    ``"residual"``, the part of the target's magnitude spectrum that the convolutional decoder's
+    output lacks (:class:`~after.codec.losses.SpectralConvergenceLoss` with ``present``), so that
+    the bank is asked for the partials the decoder cannot place and not for what it already plays.
+    Measured (benchmarks/README.md, run R1): at FFT 8192 nearly every bin between the decoder's
+    frame-rate lines counts as missing, so the bank fills the spectrum about as much as with
+    ``"whole"``.
 
     ``fine_spectral_weight`` adds the same spectral convergence on the whole reconstruction, with
     or without a bank: a pitch-precise term, since a partial 40 cents off shares most of its bins
@@ -89,6 +101,7 @@ class CodecTrainingConfig:
     train_encoder: bool = True
     oscillator_weight: float = 1.0
     oscillator_fft_sizes: tuple[int, ...] = (8192, 4096)
+    oscillator_target: str = "whole"
     fine_spectral_weight: float = 0.0
 
 
@@ -154,6 +167,10 @@ class CodecModule(L.LightningModule):
         )
         # spectral convergence at the large FFT sizes: the bank's own term and / or the whole output's
         self.train_bank = bool(getattr(codec, "has_oscillators", False)) and training.oscillator_weight > 0
+        target = training.oscillator_target
+        if target not in OSCILLATOR_TARGETS:
+            choices = ", ".join(OSCILLATOR_TARGETS)
+            raise BadInputError(f"oscillator_target {target!r}: expected one of {choices}")
         wanted = self.train_bank or training.fine_spectral_weight > 0
         self.fine_loss = SpectralConvergenceLoss(training.oscillator_fft_sizes) if wanted else None
 
@@ -266,8 +283,12 @@ class CodecModule(L.LightningModule):
             loss = loss + cfg.fine_spectral_weight * fine
             self.log("train/fine_spectral", fine)
         if self.fine_loss is not None and self.train_bank:
-            alone, real_for_bank = align_to_input(self.codec.decoder.oscillators(z), audio, self.delay)
-            oscillators = self.fine_loss(alone, real_for_bank)
+            bank = self.codec.decoder.oscillators(z)
+            alone, real_for_bank = align_to_input(bank, audio, self.delay)
+            present = None
+            if cfg.oscillator_target == "residual":  # what the convolutional decoder does not play
+                present, _ = align_to_input(reconstruction - bank, audio, self.delay)
+            oscillators = self.fine_loss(alone, real_for_bank, present)
             loss = loss + cfg.oscillator_weight * oscillators
             self.log("train/oscillators", oscillators)
         if cfg.train_encoder:
