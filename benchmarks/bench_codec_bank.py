@@ -29,7 +29,6 @@ import torch
 
 from after.codec.load import load_codec
 from after.eval.metrics import lsd, mfcc_distance
-from after.runtime.bundle import is_released_model, load_bundle
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 GATES_DB = (40.0, 30.0, 20.0)
@@ -47,12 +46,6 @@ def read_clips(folder: Path, seconds: float, count: int) -> list[tuple[np.ndarra
         if len(clips) == count:
             break
     return clips
-
-
-def open_codec(path: str) -> torch.nn.Module:
-    if is_released_model(path):
-        return load_bundle(path).codec.eval()
-    return load_codec(path).module.eval()
 
 
 def decodes(codec: torch.nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -98,7 +91,7 @@ def main() -> None:
     print("| codec | decode | LSD dB | MFCC dist | oscillators within 20 / 40 / 60 dB |")
     print("|---|---|---|---|---|")
     for path in args.codecs:
-        codec = open_codec(path)
+        codec = load_codec(path).module.eval()
         scores: dict[str, list[tuple[float, float]]] = {}
         spreads = []
         for audio, rate in clips:

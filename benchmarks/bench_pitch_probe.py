@@ -32,19 +32,10 @@ from torch import nn
 from after.codec.load import load_codec
 from after.data.midi import load_notes, piano_roll
 from after.eval.features import mel_filterbank, power_spectrogram
-from after.runtime.bundle import is_released_model, load_bundle
 
 LOWEST_KEY, KEYS = 21, 88
 MEL_BANDS, MEL_FFT = 229, 4096
 CONTEXT = 1  # frames on each side
-
-
-def open_codec(path: str) -> tuple[torch.nn.Module, int, int]:
-    if is_released_model(path):
-        bundle = load_bundle(path)
-        return bundle.codec.eval(), bundle.sample_rate, bundle.hop
-    handle = load_codec(path)
-    return handle.module.eval(), handle.sample_rate, handle.hop
 
 
 def log_mel(audio: np.ndarray, sample_rate: int, hop: int, frames: int) -> np.ndarray:
@@ -156,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
-    codec, sample_rate, hop = open_codec(args.codec)
+    handle = load_codec(args.codec)
+    codec, sample_rate, hop = handle.module.eval(), handle.sample_rate, handle.hop
     train, train_roll = representations(args.train, codec, sample_rate, hop, args.train_files)
     test, test_roll = representations(args.test, codec, sample_rate, hop, 10_000)
     print(f"{train_roll.shape[0]} training frames, {test_roll.shape[0]} test frames "
