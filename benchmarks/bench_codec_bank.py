@@ -48,16 +48,17 @@ def read_clips(folder: Path, seconds: float, count: int) -> list[tuple[np.ndarra
     return clips
 
 
-def decodes(codec: torch.nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every decode variant of ``z [1, D, L]``: name -> audio ``[1, 1, L * hop]``."""
-    variants = {"as is": codec.decode(z)}
-    if not getattr(codec, "has_oscillators", False):
-        return variants
+def decodes(
+    codec: torch.nn.Module, z: torch.Tensor, amplitude: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """Every decode variant of ``z [1, D, L]`` given the bank's ``amplitude [1, N, L]`` (None for a
+    codec without a bank): name -> audio ``[1, 1, L * hop]``."""
+    conv = codec.decode_convolutional(z)
+    if amplitude is None:
+        return {"as is": conv}
     bank = codec.decoder.oscillators
-    conv = codec.pqmf.synthesis(codec.decoder(z) / codec.band_gain)
-    amplitude = bank.amplitudes(z)  # [1, N, L]
     peak = amplitude.amax(dim=1, keepdim=True)
-    variants["no bank"] = conv
+    variants = {"as is": conv + bank.synthesize(amplitude), "no bank": conv}
     for gate in GATES_DB:
         kept = amplitude * (amplitude >= peak * 10 ** (-gate / 20))
         variants[f"gate {gate:.0f} dB"] = conv + bank.synthesize(kept)
@@ -66,9 +67,9 @@ def decodes(codec: torch.nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
     return variants
 
 
-def spread(codec: torch.nn.Module, z: torch.Tensor) -> list[float]:
-    """Mean number of oscillators per frame within 20 / 40 / 60 dB of the frame's loudest."""
-    amplitude = codec.decoder.oscillators.amplitudes(z)
+def spread(amplitude: torch.Tensor) -> list[float]:
+    """Mean number of oscillators per frame within 20 / 40 / 60 dB of the frame's loudest, from
+    the bank's ``amplitude [1, N, L]``."""
     relative = amplitude / amplitude.amax(dim=1, keepdim=True).clamp_min(1e-12)
     return [float((relative > 10 ** (-db / 20)).float().sum(dim=1).mean()) for db in (20, 40, 60)]
 
@@ -97,9 +98,10 @@ def main() -> None:
         for audio, rate in clips:
             with torch.no_grad():
                 z = codec.encode(torch.from_numpy(audio)[None, None])
-                if getattr(codec, "has_oscillators", False):
-                    spreads.append(spread(codec, z))
-                for name, output in decodes(codec, z).items():
+                amplitude = codec.decoder.oscillators.amplitudes(z) if codec.has_oscillators else None
+                if amplitude is not None:
+                    spreads.append(spread(amplitude))
+                for name, output in decodes(codec, z, amplitude).items():
                     y = output.flatten().numpy()
                     n = min(y.size, audio.size)
                     pair = (lsd(y[:n], audio[:n], rate), mfcc_distance(y[:n], audio[:n], rate))

@@ -27,18 +27,21 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from after.codec.load import load_codec
 from after.eval.timbre_id import LogisticRegression
-from bench_pitch_probe import log_mel
+from bench_pitch_probe import codec_views, open_codec
+
+
+def statistics(features: np.ndarray) -> np.ndarray:
+    """``[frames, F] -> [2 F]``: mean and standard deviation over frames."""
+    return np.concatenate([features.mean(axis=0), features.std(axis=0)])
 
 
 def describe(folder: Path, codec: torch.nn.Module, sample_rate: int, hop: int, seconds: float, limit: int):
     """(features per representation ``[files, F]``, families) of a folder's manifest."""
-    rows: dict[str, list[np.ndarray]] = {"input": [], "latent": [], "reconstruction": []}
+    rows: dict[str, list[np.ndarray]] = {}
     families = []
     with open(folder / "manifest.jsonl") as manifest:
         entries = [json.loads(line) for line in manifest if line.strip()][:limit]
-    latency = int(getattr(codec, "latency", 0) or 0)
     for entry in entries:
         audio, rate = sf.read(folder / entry["audio"], dtype="float32", always_2d=True)
         if rate != sample_rate:
@@ -46,18 +49,10 @@ def describe(folder: Path, codec: torch.nn.Module, sample_rate: int, hop: int, s
         frames = min(audio.shape[0], int(seconds * rate)) // hop
         if frames < 8:
             continue
-        audio = audio.mean(axis=1)[: frames * hop]
-        with torch.no_grad():
-            z = codec.encode(torch.from_numpy(audio)[None, None])[0].numpy()  # [D, frames]
-            decoded = codec.decode(torch.from_numpy(z)[None]).flatten().numpy()
-        decoded = np.pad(decoded[latency:], (0, latency))
-
-        def stats(frames_by_features: np.ndarray) -> np.ndarray:
-            return np.concatenate([frames_by_features.mean(axis=0), frames_by_features.std(axis=0)])
-
-        rows["input"].append(stats(log_mel(audio, sample_rate, hop, frames)))
-        rows["latent"].append(stats(z.T))
-        rows["reconstruction"].append(stats(log_mel(decoded, sample_rate, hop, frames)))
+        for name, features in codec_views(
+            codec, audio.mean(axis=1)[: frames * hop], sample_rate, hop
+        ).items():
+            rows.setdefault(name, []).append(statistics(features))
         families.append(entry["family"])
     return {name: np.stack(parts) for name, parts in rows.items()}, families
 
@@ -76,8 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
-    handle = load_codec(args.codec)
-    codec, sample_rate, hop = handle.module.eval(), handle.sample_rate, handle.hop
+    codec, sample_rate, hop = open_codec(args.codec)
     train, train_families = describe(args.train, codec, sample_rate, hop, args.seconds, args.train_files)
     test: dict[str, list[np.ndarray]] = {}
     test_families: list[str] = []

@@ -21,6 +21,7 @@ decoder does.
 """
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
@@ -38,12 +39,45 @@ MEL_BANDS, MEL_FFT = 229, 4096
 CONTEXT = 1  # frames on each side
 
 
+def open_codec(path: str) -> tuple[torch.nn.Module, int, int]:
+    """(codec module in eval mode, sample rate, hop) of a run, checkpoint or model folder."""
+    handle = load_codec(path)
+    return handle.module.eval(), handle.sample_rate, handle.hop
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_filters(sample_rate: int) -> np.ndarray:
+    return mel_filterbank(sample_rate, MEL_FFT, MEL_BANDS)
+
+
 def log_mel(audio: np.ndarray, sample_rate: int, hop: int, frames: int) -> np.ndarray:
     """``[frames, MEL_BANDS]``: frame ``n`` centred on the middle of samples ``[n hop, (n + 1) hop)``."""
     power = power_spectrogram(audio[hop // 2 :], MEL_FFT, hop)  # frame k centred at k hop + hop / 2
-    mel = mel_filterbank(sample_rate, MEL_FFT, MEL_BANDS) @ power
-    mel = np.log(mel + 1e-6).T[:frames]
+    mel = np.log(_mel_filters(sample_rate) @ power + 1e-6).T[:frames]
     return np.pad(mel, ((0, frames - mel.shape[0]), (0, 0)))
+
+
+def codec_views(
+    codec: torch.nn.Module, audio: np.ndarray, sample_rate: int, hop: int
+) -> dict[str, np.ndarray]:
+    """The three representations of mono ``audio`` (a whole number of hops), each ``[frames, F]``:
+    its log-mel, the codec's latents, and the log-mel of the codec's reconstruction (moved back by
+    the codec's latency so that it lines up with the input)."""
+    frames = audio.size // hop
+    with torch.no_grad():
+        z = codec.encode(torch.from_numpy(audio)[None, None])  # [1, D, frames]
+        decoded = codec.decode(z).flatten().numpy()
+    latency = int(getattr(codec, "latency", 0) or 0)
+    decoded = np.pad(decoded[latency:], (0, latency))
+    return {
+        "input": log_mel(audio, sample_rate, hop, frames),
+        "latent": z[0].T.numpy()[:frames],
+        "reconstruction": log_mel(decoded, sample_rate, hop, frames),
+    }
+
+
+def f1_score(precision: float, recall: float) -> float:
+    return 2 * precision * recall / max(precision + recall, 1e-9)
 
 
 def with_context(features: np.ndarray) -> np.ndarray:
@@ -71,15 +105,8 @@ def representations(
         frames = audio.size // hop
         if frames < 4:
             continue
-        audio = audio[: frames * hop]
-        with torch.no_grad():
-            z = codec.encode(torch.from_numpy(audio)[None, None])  # [1, D, frames]
-            decoded = codec.decode(z).flatten().numpy()
-        latency = int(getattr(codec, "latency", 0) or 0)
-        decoded = np.pad(decoded[latency:], (0, latency))  # align with the input
-        rows["input"].append(with_context(log_mel(audio, sample_rate, hop, frames)))
-        rows["latent"].append(with_context(z[0].T.numpy()[:frames]))
-        rows["reconstruction"].append(with_context(log_mel(decoded, sample_rate, hop, frames)))
+        for name, features in codec_views(codec, audio[: frames * hop], sample_rate, hop).items():
+            rows[name].append(with_context(features))
         roll = piano_roll(load_notes(midi), sample_rate / hop, frames)  # [sustain / onset, 128, frames]
         keys = roll[:, LOWEST_KEY : LOWEST_KEY + KEYS] > 0  # [2, 88, frames]
         rolls.append(keys.transpose(2, 0, 1).reshape(frames, 2 * KEYS).astype(np.float32))
@@ -117,7 +144,7 @@ def scores(probe: nn.Module, mean: np.ndarray, std: np.ndarray, features: np.nda
     sustain_hits = float(np.sum(predicted[:, :KEYS] & truth[:, :KEYS]))
     precision = sustain_hits / max(float(predicted[:, :KEYS].sum()), 1.0)
     recall = sustain_hits / max(float(truth[:, :KEYS].sum()), 1.0)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    f1 = f1_score(precision, recall)
 
     def widened(onsets: np.ndarray) -> np.ndarray:
         out = onsets.copy()
@@ -130,7 +157,7 @@ def scores(probe: nn.Module, mean: np.ndarray, std: np.ndarray, features: np.nda
         float(onset_predicted.sum()), 1.0
     )
     onset_recall = float(np.sum(widened(onset_predicted) & onset_truth)) / max(float(onset_truth.sum()), 1.0)
-    onset_f1 = 2 * onset_precision * onset_recall / max(onset_precision + onset_recall, 1e-9)
+    onset_f1 = f1_score(onset_precision, onset_recall)
     return precision, recall, f1, onset_f1
 
 
@@ -147,8 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
-    handle = load_codec(args.codec)
-    codec, sample_rate, hop = handle.module.eval(), handle.sample_rate, handle.hop
+    codec, sample_rate, hop = open_codec(args.codec)
     train, train_roll = representations(args.train, codec, sample_rate, hop, args.train_files)
     test, test_roll = representations(args.test, codec, sample_rate, hop, 10_000)
     print(f"{train_roll.shape[0]} training frames, {test_roll.shape[0]} test frames "

@@ -329,10 +329,15 @@ class Codec(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``z [B, latent_dim, L] -> audio [B, 1, L * hop]``: PQMF synthesis of the decoded bands, plus
         the oscillator bank's sinusoids when the codec has one."""
-        audio = self.pqmf.synthesis(self.decoder(z) / self.band_gain)
+        audio = self.decode_convolutional(z)
         if self.has_oscillators:
             audio = audio + self.decoder.oscillators(z)
         return audio
+
+    def decode_convolutional(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [B, latent_dim, L] -> audio [B, 1, L * hop]`` of the convolutional decoder alone (PQMF
+        synthesis of its bands), without the oscillator bank: :meth:`decode` when there is none."""
+        return self.pqmf.synthesis(self.decoder(z) / self.band_gain)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: ``audio [B, 1, T] -> (reconstruction [B, 1, T // hop * hop], z, regulariser)``.

@@ -270,7 +270,12 @@ class CodecModule(L.LightningModule):
             return loss.detach()
 
         z, regularizer = self._encode(audio)
-        reconstruction = self.codec.decode(z)
+        if self.fine_loss is not None and self.train_bank:  # the two parts of Codec.decode, kept apart
+            convolutional = self.codec.decode_convolutional(z)
+            bank = self.codec.decoder.oscillators(z)
+            reconstruction = convolutional + bank
+        else:
+            reconstruction = self.codec.decode(z)
         fake, real = align_to_input(reconstruction, audio, self.delay)
         stft = self.reconstruction_loss(fake, real)
         loss = stft
@@ -283,11 +288,10 @@ class CodecModule(L.LightningModule):
             loss = loss + cfg.fine_spectral_weight * fine
             self.log("train/fine_spectral", fine)
         if self.fine_loss is not None and self.train_bank:
-            bank = self.codec.decoder.oscillators(z)
             alone, real_for_bank = align_to_input(bank, audio, self.delay)
             present = None
             if cfg.oscillator_target == "residual":  # what the convolutional decoder does not play
-                present, _ = align_to_input(reconstruction - bank, audio, self.delay)
+                present, _ = align_to_input(convolutional, audio, self.delay)
             oscillators = self.fine_loss(alone, real_for_bank, present)
             loss = loss + cfg.oscillator_weight * oscillators
             self.log("train/oscillators", oscillators)
